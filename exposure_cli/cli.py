@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from .errors import UserError
 
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Group(TyperGroup):
+    """Turns a UserError anywhere below into one line on stderr and exit code 2, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            ctx.exit(2)
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Exposure-bias experiments for UniLM seq2seq models: prepare data, train with a method, "
     "decode with beam search, score, and tabulate.",
     no_args_is_help=True,
@@ -21,14 +37,51 @@ bench_app = typer.Typer(help="Benchmarks that print speed ratios against a peer 
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
-err_console = Console(stderr=True)
-
 
 def main() -> None:
-    """Console-script entry point: a UserError becomes one line on stderr and exit code 2."""
-    try:
-        app()
-    except UserError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    """Console-script entry point."""
+    app()
+
+
+@app.command()
+def run(
+    spec: str = typer.Argument(..., help="Experiment spec (YAML), e.g. experiments/csl.yaml."),
+    out: str = typer.Option(None, "--out", "-o", help="Output directory; default runs/<spec name>."),
+    set_: list[str] = typer.Option([], "--set", help="Override a spec key, e.g. --set train.epochs=2 (repeatable)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
+):
+    """Run every method × seed of a spec, then write summary.json, table.md and table.csv.
+
+    Each run lives in OUT/<method>/seed<N>/. A finished run (metrics.json present) is skipped on
+    a rerun; an interrupted one resumes from its last finished epoch.
+    """
+    from pathlib import Path
+
+    from . import report
+    from .runner import run_spec
+    from .spec import load_spec
+    from .train import resolve_device
+
+    s = load_spec(spec, set_)
+    out_dir = Path(out or f"runs/{s.name}")
+    dev = resolve_device(device)
+    console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev} → {out_dir}")
+    summary = run_spec(s, out_dir, dev, console)
+    console.print(report.rich_table(summary))
+
+
+@app.command()
+def compare(
+    run_dir: str = typer.Argument(..., help="A run output directory (with summary.json) or a summary.json."),
+    reference: str = typer.Argument(..., help="The reference summary.json, e.g. results/smoke.json."),
+    tol: float = typer.Option(0.5, help="Largest allowed difference of a cell, in ×100 points."),
+):
+    """Check a run's table against a committed reference: exit 1 and list every cell that drifted."""
+    from . import report
+
+    problems = report.compare(report.load_summary(run_dir), report.load_summary(reference), tol)
+    if problems:
+        for p in problems:
+            console.print(f"[red]✗[/] {p}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/] every cell within {tol} of {reference}")

@@ -1,0 +1,66 @@
+"""Examples → padded tensors: UniLM inputs, target-only labels, and length-bucketed batches."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+
+import torch
+
+from .tokenizer import CharTokenizer
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) [CLS] source [SEP] target [SEP], right-padded
+    segment_ids: torch.Tensor  # (B, L) 0 for [CLS] source [SEP] and padding, 1 for target [SEP]
+    pad_mask: torch.Tensor  # (B, L) True for real tokens
+    labels: torch.Tensor  # (B, L) token t+1 at position t when t+1 is a target position, else -100
+
+    def to(self, device) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def replace(self, **kw) -> "Batch":
+        return Batch(**{f.name: kw.get(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.pad_mask.sum())
+
+
+def encode_examples(tok: CharTokenizer, pairs, max_source: int, max_target: int):
+    """(ids, segment ids) of each (source, target) pair."""
+    return [tok.encode_pair(p.source, p.target, max_source, max_target) for p in pairs]
+
+
+def collate(examples, pad_id: int = 0) -> Batch:
+    L = max(len(ids) for ids, _ in examples)
+    B = len(examples)
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    segment_ids = torch.zeros((B, L), dtype=torch.long)
+    for i, (ids, seg) in enumerate(examples):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        segment_ids[i, : len(seg)] = torch.tensor(seg)
+    pad_mask = torch.arange(L)[None, :] < torch.tensor([len(ids) for ids, _ in examples])[:, None]
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    is_target = segment_ids.bool()
+    # Position t predicts token t+1 wherever t+1 is a target token or the final [SEP].
+    labels[:, :-1] = torch.where(is_target[:, 1:], input_ids[:, 1:], labels[:, :-1])
+    return Batch(input_ids, segment_ids, pad_mask, labels)
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, bucket: int = 50) -> list[list[int]]:
+    """Shuffled batches of indices whose lengths are close, so little compute goes to padding.
+
+    Indices are shuffled, cut into chunks of `bucket` batches, sorted by length inside each chunk,
+    cut into batches, and the batches shuffled: random order, similar lengths.
+    """
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    chunk = batch_size * bucket
+    batches = []
+    for s in range(0, len(idx), chunk):
+        part = sorted(idx[s : s + chunk], key=lambda i: lengths[i])
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches

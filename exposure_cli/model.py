@@ -1,0 +1,260 @@
+"""A UniLM: one BERT encoder over `[CLS] source [SEP] target [SEP]` with a seq2seq attention mask.
+
+Module and parameter names follow Hugging Face's `BertForMaskedLM` (`bert.embeddings...`,
+`bert.encoder.layer.N.attention.self.query...`, `cls.predictions...`), so a BERT checkpoint's
+state dict loads into it and its weights load into transformers for comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate: int | None = None
+    max_positions: int = 256
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    pad_id: int = 0
+
+    @property
+    def ffn(self) -> int:
+        return self.intermediate or 4 * self.hidden
+
+
+def unilm_mask(segment_ids: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, 1, L, L) mask, True where query i may attend to key j.
+
+    A source position (segment 0) sees every source position; a target position (segment 1) sees
+    every source position and the target positions up to itself; padding is seen by no one.
+    Padding rows see the source, so no row is empty (an empty softmax row is NaN).
+    """
+    L = segment_ids.shape[1]
+    pos = torch.arange(L, device=segment_ids.device)
+    causal = pos[None, :] <= pos[:, None]  # (L, L): key j at or before query i
+    src_key = (segment_ids == 0)[:, None, :]
+    tgt_query = (segment_ids == 1)[:, :, None]
+    allowed = (src_key | (tgt_query & causal[None])) & pad_mask[:, None, :]
+    return allowed[:, None]
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden, padding_idx=c.pad_id)
+        self.position_embeddings = nn.Embedding(c.max_positions, c.hidden)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden)
+        self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, inputs_embeds, segment_ids, position_ids):
+        x = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(segment_ids)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.heads, self.head_dim = c.heads, c.hidden // c.heads
+        self.query = nn.Linear(c.hidden, c.hidden)
+        self.key = nn.Linear(c.hidden, c.hidden)
+        self.value = nn.Linear(c.hidden, c.hidden)
+        self.dropout_p = c.dropout
+
+    def split(self, x):
+        B, L, _ = x.shape
+        return x.view(B, L, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, mask, cache: dict | None = None):
+        q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
+        if cache is not None:  # incremental decoding: prepend the keys/values of earlier positions
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        p = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        B, H, L, D = y.shape
+        return y.transpose(1, 2).reshape(B, L, H * D)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden, c.hidden)
+        self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, h, x):
+        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.self = BertSelfAttention(c)
+        self.output = BertSelfOutput(c)
+
+    def forward(self, x, mask, cache=None):
+        return self.output(self.self(x, mask, cache), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden, c.ffn)
+
+    def forward(self, x):
+        return F.gelu(self.dense(x))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.ffn, c.hidden)
+        self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, h, x):
+        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+
+
+class BertLayer(nn.Module):
+    """Post-LN transformer block, BERT's layout."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.attention = BertAttention(c)
+        self.intermediate = BertIntermediate(c)
+        self.output = BertOutput(c)
+
+    def forward(self, x, mask, cache=None):
+        a = self.attention(x, mask, cache)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(c) for _ in range(c.layers))
+
+    def forward(self, x, mask, caches=None):
+        for i, layer in enumerate(self.layer):
+            x = layer(x, mask, caches[i] if caches is not None else None)
+        return x
+
+
+class BertModel(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.embeddings = BertEmbeddings(c)
+        self.encoder = BertEncoder(c)
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden, c.hidden)
+        self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+
+    def forward(self, x):
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    def __init__(self, c: ModelConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(c)
+        self.bias = nn.Parameter(torch.zeros(c.vocab_size))
+        self._tied = [word_embeddings]  # a list, so the tied matrix is not registered twice
+
+    def forward(self, x):
+        return F.linear(self.transform(x), self._tied[0].weight, self.bias)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, c: ModelConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(c, word_embeddings)
+
+
+class UniLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
+        self.apply(self._init_weights)
+        # Paths that need a double backward (gradient penalty) set this to avoid the fused kernels.
+        self.double_backward = False
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.bert.embeddings.word_embeddings
+
+    def attention_context(self):
+        """The math SDPA backend is built from differentiable ops, so it has a double backward."""
+        return sdpa_kernel([SDPBackend.MATH]) if self.double_backward else contextlib.nullcontext()
+
+    def hidden_states(self, input_ids=None, segment_ids=None, pad_mask=None, *, inputs_embeds=None,
+                      position_ids=None, attn_mask=None, caches=None):
+        """Final-layer hidden states (B, L, H). `inputs_embeds` replaces the token lookup."""
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        B, L = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = torch.arange(L, device=inputs_embeds.device).expand(B, L)
+        if attn_mask is None:
+            attn_mask = unilm_mask(segment_ids, pad_mask)
+        x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
+        with self.attention_context():
+            return self.bert.encoder(x, attn_mask, caches)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.cls.predictions(hidden)
+
+    def forward(self, input_ids, segment_ids, pad_mask, **kw) -> torch.Tensor:
+        return self.logits(self.hidden_states(input_ids, segment_ids, pad_mask, **kw))
+
+    def target_loss(self, batch, *, inputs_embeds=None, input_ids=None, label_smoothing: float = 0.0,
+                    reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of token t+1 from position t, over target positions only.
+
+        The MLM head runs only at those positions: most of a UniLM sequence is source, and the
+        vocabulary projection is the costliest matrix product of a small model.
+        """
+        h = self.hidden_states(batch.input_ids if input_ids is None else input_ids, batch.segment_ids,
+                               batch.pad_mask, inputs_embeds=inputs_embeds)
+        sel = batch.labels != -100
+        logits = self.logits(h[sel]).float()
+        return F.cross_entropy(logits, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+

@@ -1,0 +1,86 @@
+"""Character-level, lower-cased tokenizer with BERT's special tokens, built from the training split.
+
+The study's BERT tokenizer splits Chinese into characters and drops whitespace; a character
+vocabulary built from the data is the from-scratch equivalent (and what bert4keras' `keep_tokens`
+reduces a BERT vocabulary to).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from . import fileio
+from .errors import UserError
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def normalize(text: str) -> list[str]:
+    """The characters the model sees: lower-cased, whitespace dropped."""
+    return [c for c in text.lower() if not c.isspace()]
+
+
+class CharTokenizer:
+    def __init__(self, tokens: list[str]):
+        if tokens[: len(SPECIALS)] != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("vocabulary has repeated tokens")
+        self.tokens = list(tokens)
+        self.index = {t: i for i, t in enumerate(tokens)}
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(len(SPECIALS))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_freq: int = 1) -> "CharTokenizer":
+        counts = Counter(c for t in texts for c in normalize(t))
+        # Most frequent first, ties by code point, so the same data always gives the same ids.
+        chars = sorted((c for c, n in counts.items() if n >= min_freq), key=lambda c: (-counts[c], c))
+        return cls(SPECIALS + [c for c in chars if c not in SPECIALS])
+
+    def encode(self, text: str) -> list[int]:
+        unk = self.unk_id
+        return [self.index.get(c, unk) for c in normalize(text)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of the ids up to the first [SEP]; other special tokens are dropped."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.sep_id:
+                break
+            if i >= len(SPECIALS):
+                out.append(self.tokens[i])
+        return "".join(out)
+
+    def encode_pair(self, source: str, target: str | None, max_source: int, max_target: int):
+        """[CLS] source [SEP] target [SEP] → (ids, segment ids); target None gives the prompt only.
+
+        `max_target` counts the target's positions including its final [SEP].
+        """
+        src = [self.cls_id] + self.encode(source)[:max_source] + [self.sep_id]
+        seg = [0] * len(src)
+        if target is None:
+            return src, seg
+        tgt = self.encode(target)[: max_target - 1] + [self.sep_id]
+        return src + tgt, seg + [1] * len(tgt)
+
+    def save(self, path: str | Path) -> None:
+        fileio.write_text(path, "\n".join(self.tokens) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CharTokenizer":
+        try:
+            tokens = Path(path).read_text(encoding="utf-8").split("\n")
+        except FileNotFoundError:
+            raise UserError(f"{path}: vocabulary file not found") from None
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        try:
+            return cls(tokens)
+        except ValueError as e:
+            raise UserError(f"{path}: {e}") from None
