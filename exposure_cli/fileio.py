@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -31,6 +31,18 @@ def write_bytes(path, data: bytes) -> Path:
 
 def write_text(path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
+
+
+def write_stream(path, chunks: Iterable[bytes]) -> Path:
+    """Write chunks as they come (large downloads never sit in memory); if the iterable raises,
+    for example because a checksum it computes does not match, nothing is left at `path`."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+
+    return _atomic(path, write)
 
 
 def write_json(path, obj: Any) -> Path:
