@@ -31,7 +31,9 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     help="Exposure-bias experiments for UniLM seq2seq models: prepare data, train with a method, "
-    "decode with beam search, score, and tabulate.",
+    "decode with beam search, score, and tabulate.\n\n"
+    "A typical session: `exposure data fetch`, `exposure data prepare`, then "
+    "`exposure run experiments/csl.yaml`. Each command's --help says more.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -104,6 +106,20 @@ def data_prepare(
     console.print(table)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"exposure {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Exposure-bias experiments for UniLM seq2seq models."""
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
@@ -118,8 +134,7 @@ def run(
 ):
     """Run every method × seed of a spec, then write summary.json, table.md and table.csv.
 
-    Each run lives in OUT/<method>/seed<N>/. A finished run (metrics.json present) is skipped on
-    a rerun; an interrupted one resumes from its last finished epoch.
+    Each run lives in OUT/<method>/seed<N>/. A finished run (metrics.json present) is skipped on a rerun; an interrupted one resumes from its last finished epoch.
     """
     from . import report
     from .runner import run_spec

@@ -26,6 +26,7 @@ from . import fileio
 from .batching import bucketed_batches, collate, encode_examples
 from .data import read_pairs
 from .decode import decode_texts
+from .errors import UserError
 from .methods import StepContext, get_method
 from .metrics import study_scores
 from .model import ModelConfig, UniLM
@@ -34,9 +35,20 @@ from .tokenizer import CharTokenizer
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """`auto` is CUDA when available, else CPU; an unusable device is a user error, not a crash later."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if d.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
+    return d
 
 
 def make_progress(console=None) -> Progress:
