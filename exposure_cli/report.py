@@ -8,6 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 
 from . import fileio
@@ -35,6 +36,39 @@ def summarize(name: str, runs: list[dict], method_order: list[str], beams: list[
     return {"name": name, "rows": rows}
 
 
+def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", n_resamples: int = 1000,
+                  seed: int = 0) -> dict:
+    """Give each non-baseline row `vs_baseline`: per metric, the paired-bootstrap difference to the
+    baseline at the same beam with its 95% interval, pooled over the seeds both have.
+
+    `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
+    """
+    from .metrics import paired_bootstrap
+
+    for row in summary["rows"]:
+        method, beam = row["method"], row["beam"]
+        if method == baseline:
+            continue
+        seeds = sorted(s for (m, b, s) in per_example if m == method and b == beam
+                       and (baseline, beam, s) in per_example)
+        if not seeds:
+            continue
+        row["vs_baseline"] = {}
+        for m in METRICS:
+            a = np.concatenate([per_example[(baseline, beam, s)][m] for s in seeds])
+            b = np.concatenate([per_example[(method, beam, s)][m] for s in seeds])
+            r = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
+            row["vs_baseline"][m] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+    return summary
+
+
+def _delta(row: dict, m: str) -> str:
+    d = row.get("vs_baseline", {}).get(m)
+    if d is None:
+        return ""
+    return f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" + ("*" if d["significant"] else "")
+
+
 def _fmt(row: dict, m: str) -> str:
     s = f"{row[m]:.2f}"
     return s + (f" ± {row[m + '_std']:.2f}" if row.get("n_seeds", 1) > 1 else "")
@@ -46,15 +80,28 @@ def markdown(summary: dict) -> str:
     for r in summary["rows"]:
         lines.append(f"| {r['method']} | {r['beam']} | " + " | ".join(_fmt(r, m) for m in METRICS)
                      + f" | {r['n_seeds']} |")
+    deltas = [r for r in summary["rows"] if "vs_baseline" in r]
+    if deltas:
+        lines += ["", "Difference to baseline at the same beam, ×100, with its 95% paired-bootstrap interval "
+                  "(1,000 resamples of test examples, pooled over seeds); * marks an interval that excludes 0.", "",
+                  "| method | beam | " + " | ".join(f"Δ {HEADERS[m]}" for m in METRICS) + " |",
+                  "|---|---|" + "---|" * len(METRICS)]
+        for r in deltas:
+            lines.append(f"| {r['method']} | {r['beam']} | " + " | ".join(_delta(r, m) for m in METRICS) + " |")
     return "\n".join(lines) + "\n"
 
 
 def csv_text(summary: dict) -> str:
     buf = io.StringIO()
-    cols = ["method", "beam"] + [c for m in METRICS for c in (m, f"{m}_std")] + ["n_seeds"]
+    cols = (["method", "beam"] + [c for m in METRICS for c in (m, f"{m}_std")] + ["n_seeds"]
+            + [f"{m}_{k}" for m in METRICS for k in ("diff", "lo", "hi", "significant")])
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    w.writerows(summary["rows"])
+    for r in summary["rows"]:
+        flat = dict(r)
+        for m, d in r.get("vs_baseline", {}).items():
+            flat.update({f"{m}_{k}": v for k, v in d.items()})
+        w.writerow(flat)
     return buf.getvalue()
 
 
@@ -65,8 +112,13 @@ def rich_table(summary: dict) -> Table:
     for m in METRICS:
         t.add_column(HEADERS[m], justify="right")
     t.add_column("seeds", justify="right")
+    has_delta = any("vs_baseline" in r for r in summary["rows"])
+    if has_delta:
+        t.add_column("Δ Rouge-L vs baseline [95% CI]", justify="right")
+        t.caption = "* the paired-bootstrap interval excludes 0; table.md has the interval of every metric"
     for r in summary["rows"]:
-        t.add_row(r["method"], str(r["beam"]), *(_fmt(r, m) for m in METRICS), str(r["n_seeds"]))
+        cells = [r["method"], str(r["beam"]), *(_fmt(r, m) for m in METRICS), str(r["n_seeds"])]
+        t.add_row(*cells, *([_delta(r, "rouge_l")] if has_delta else []))
     return t
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from . import report
+from .metrics import study_per_example
 from .spec import Spec, method_label
 from .train import make_progress, run_one
 
@@ -29,5 +30,17 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None) -> d
             run_dir = out_dir / run_dir_name(label) / f"seed{seed}"
             results.append(run_one(spec, m, seed, run_dir, device, progress))
     summary = report.summarize(spec.name, results, [method_label(m) for m in spec.methods], spec.decode.beams)
+    report.add_bootstrap(summary, per_example_scores(out_dir, spec))
     report.write_summary(out_dir, summary)
     return summary
+
+
+def per_example_scores(out_dir: Path, spec: Spec) -> dict:
+    """(method, beam, seed) → per-example study scores, recomputed from the predictions files."""
+    scores = {}
+    for m, label, seed in grid(spec):
+        for beam in spec.decode.beams:
+            path = out_dir / run_dir_name(label) / f"seed{seed}" / f"predictions.beam{beam}.tsv"
+            rows = [line.split("\t") for line in path.read_text(encoding="utf-8").split("\n")[1:] if line]
+            scores[(label, beam, seed)] = study_per_example([r[2] for r in rows], [r[1] for r in rows])
+    return scores
