@@ -320,6 +320,10 @@ def generate_ids(model, sources: list[list[int]], beam: int, max_len: int, sep_i
     padding.
     """
     check_options(strategy, beam, n_best, no_repeat_ngram_size, max_len)
+    longest = max((len(s) for s in sources), default=0)
+    if longest + max_len - 1 > model.config.max_positions:
+        raise ValueError(f"a source of {longest} positions and max_len {max_len} need {longest + max_len - 1} "
+                         f"positions; the model has {model.config.max_positions}")
     order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
     out: list[list[Hypothesis] | None] = [None] * len(sources)
     done = (lambda _: progress()) if progress is not None else None

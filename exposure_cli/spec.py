@@ -282,6 +282,9 @@ def _check_ranges(s: Spec) -> None:
     need(s.train.dev_size >= 1, "train.dev_size", "at least 1")
     need(bool(s.decode.beams) and all(b >= 1 for b in s.decode.beams), "decode.beams", "a list of beam sizes ≥ 1")
     need(s.decode.max_len >= 1, "decode.max_len", "at least 1")
+    room = s.model.max_len - s.model.source_len() - 1  # positions left after [CLS] source [SEP], last token not fed
+    need(s.decode.max_len <= room, "decode.max_len",
+         f"at most {room} (model.max_len minus [CLS] source [SEP], the last generated token needs no position)")
     need(s.decode.batch_size >= 1, "decode.batch_size", "at least 1")
     need(math.isfinite(s.decode.length_penalty), "decode.length_penalty", "a finite number")
     need(s.decode.n_best >= 1, "decode.n_best", "at least 1")

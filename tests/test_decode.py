@@ -251,6 +251,7 @@ def test_bad_options():
     ({"length_penalty": "x"}, "decode.length_penalty"),
     ({"batch_size": 0}, "decode.batch_size"),
     ({"strategy": "greedy"}, "decode.strategy"),
+    ({"max_len": 34}, "decode.max_len"),
 ])
 def test_decode_spec_validation(decode, msg):
     with pytest.raises(UserError, match=msg):
