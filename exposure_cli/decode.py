@@ -35,7 +35,9 @@ source, so its keys/values in every layer are fixed for the whole search. Each l
 the new target tokens. The beams of one example share one key/value cache laid out as a tree:
 columns [0, S) hold the (right-padded) source, then each step appends one column per slot; a
 boolean mask lets a slot see the real source columns plus the columns of its own ancestors and
-itself, so beams never have to be copied or reordered, and padding is never attended. Examples are
+itself, so beams never have to be copied or reordered, and padding is never attended. The cache is
+preallocated for beam × max_len target columns (model.py writes new keys/values in place), so a
+step costs no copy of the source's keys/values. Examples are
 batched; a finished one is dropped from the batch (its cache rows removed) and its result is fixed.
 """
 
@@ -270,8 +272,11 @@ def log_probs(logits: torch.Tensor) -> torch.Tensor:
 class UniLMStep:
     """The step callback for a UniLM over a batch of sources, with a key/value cache (see module doc)."""
 
-    def __init__(self, model, sources: list[list[int]], device, pad_id: int = 0):
+    def __init__(self, model, sources: list[list[int]], device, pad_id: int = 0, new_columns: int | None = None):
+        """`new_columns`: an upper bound on the target tokens (slots × steps) the search will feed, e.g.
+        beam × max_len; with it the cache is preallocated and written in place instead of re-concatenated."""
         self.model, self.sources, self.device, self.pad_id = model, sources, torch.device(device), pad_id
+        self.new_columns = new_columns
         self.caches: list[dict] | None = None
 
     def __call__(self, state: StepState) -> torch.Tensor:
@@ -290,12 +295,21 @@ class UniLMStep:
             h = m.hidden_states(ids, torch.zeros_like(ids), pad, position_ids=torch.arange(S, device=dev).expand_as(ids),
                                 attn_mask=pad[:, None, None, :], caches=self.caches)
             self.visible = pad[:, None, :]  # (E, K=1, C): the cache columns each slot may see
+            if self.new_columns:
+                for c in self.caches:
+                    k, v = c.pop("k"), c.pop("v")
+                    E_, H, _, D = k.shape
+                    c["k_buf"] = k.new_empty(E_, H, S + self.new_columns, D)
+                    c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
+                    c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
             h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
             return log_probs(m.logits(h))[:, None, :]
         if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
             keep = torch.tensor(state.keep, device=dev)
             for c in self.caches:
-                c["k"], c["v"] = c["k"].index_select(0, keep), c["v"].index_select(0, keep)
+                for name in ("k", "v", "k_buf", "v_buf"):
+                    if name in c:
+                        c[name] = c[name].index_select(0, keep)
             self.visible, self.src_len = self.visible.index_select(0, keep), self.src_len.index_select(0, keep)
         parents, last = state.parents.to(dev), state.last.to(dev)
         E, K = last.shape
@@ -329,7 +343,7 @@ def generate_ids(model, sources: list[list[int]], beam: int, max_len: int, sep_i
     done = (lambda _: progress()) if progress is not None else None
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
-        step = UniLMStep(model, [sources[i] for i in idx], device, pad_id)
+        step = UniLMStep(model, [sources[i] for i in idx], device, pad_id, new_columns=beam * max_len)
         res = beam_search(step, len(idx), beam, max_len, sep_id, strategy=strategy, n_best=n_best,
                           length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size, on_done=done)
         for i, r in zip(idx, res):

@@ -15,7 +15,7 @@ from exposure_cli import decode_reference as ref
 from exposure_cli.batching import collate, encode_examples
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
-from exposure_cli.decode import (EXAMPLE_SEP, banned_tokens, beam_search, decode_texts, generate_ids,
+from exposure_cli.decode import (EXAMPLE_SEP, UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids,
                                  worked_example_step)
 from exposure_cli.errors import UserError
 from exposure_cli.model import ModelConfig, UniLM
@@ -125,6 +125,11 @@ def test_batching_does_not_change_results(trained, sources):
     a = generate_ids(model, srcs, 3, MAX_LEN, tok.sep_id, batch_size=30)
     b = generate_ids(model, srcs, 3, MAX_LEN, tok.sep_id, batch_size=1)
     assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in b], "batch 30 vs 1")
+    # the concatenating cache (no preallocation) gives the same as the preallocated one
+    step = UniLMStep(model, srcs, "cpu", tok.pad_id)
+    with torch.inference_mode():
+        c = beam_search(step, len(srcs), 3, MAX_LEN, tok.sep_id)
+    assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in c], "preallocated vs concatenated cache")
 
 
 def test_decode_texts_runs_under_bf16_autocast(trained, sources):
