@@ -1,60 +1,402 @@
-"""Beam search over the target of a UniLM, the study's way (bert4keras 0.5.8).
+"""Beam search over the target of a UniLM: a batched search engine over a step callback, and the
+cached UniLM step that feeds it.
 
-At each step the global top-k of (beam × vocabulary) is kept; when the best of those ends in
-[SEP] it is returned at once; otherwise candidates ending in [SEP] are dropped and the beam
-shrinks. A hypothesis' score is Σ log(p + 1e-12). Beam 1 is greedy decoding.
+The engine (`beam_search`) knows nothing about models. It asks a callback
+`step(state: StepState) -> log_probs (E, K, V)` for the next-token log-probabilities of every live
+hypothesis ("slot") of every live example, and keeps the bookkeeping: scores, prefixes, which
+examples are finished. The same code therefore runs the UniLM (`UniLMStep`, below) and the
+article's two-step worked example (`worked_example_step`, used by the tests and `exposure demo`).
+
+Scores. A hypothesis' score is Σ log(p + 1e-12) over its tokens, the final [SEP] included, as in
+the study. `tokens` of a finished hypothesis end with [SEP].
+
+Strategies.
+- `study` (default; bert4keras 0.5.8 `beam_search`, the study's): at each step keep the global
+  top-k of (live beam × vocabulary) of the example; if the best of those ends in [SEP], return it
+  at once; otherwise discard the candidates that ended in [SEP] and go on with the rest, so that
+  example's beam shrinks and never grows back; at `max_len` tokens return the best unfinished one.
+  Beam 1 is greedy decoding. With `n_best` > 1 the answer comes first, followed by the hypotheses
+  the rule set aside (candidates that ended in [SEP] but were not the best at their step, and at
+  the length limit the other unfinished ones), best score first.
+- `standard` (textbook, as in fairseq / Hugging Face with an exact stopping rule): each step takes
+  the top 2k candidates; one ending in [SEP] among the first k goes to a pool of finished
+  hypotheses, the best k others stay live. Finished hypotheses are ranked by
+  score / lp(len) with the GNMT length penalty lp(len) = ((5 + len) / 6) ** length_penalty, len
+  counting the generated tokens including the final [SEP] (length_penalty 0, the default, is the
+  plain sum, as the study's score). The search of an example stops when the pool holds k
+  hypotheses and no live hypothesis can still beat the worst of them (score only decreases, so
+  its bound is max over the lengths it could still reach of score / lp); at `max_len` the live
+  ones join the pool as unfinished. Returns the pool's `n_best` best (n_best ≤ beam).
+- `no_repeat_ngram_size` n > 0 forbids (log-prob −inf) any token that would repeat an n-gram
+  already in the hypothesis' target (both strategies).
+
+The UniLM step encodes the source once per example: in a UniLM a source position sees only the
+source, so its keys/values in every layer are fixed for the whole search. Each later step runs only
+the new target tokens. The beams of one example share one key/value cache laid out as a tree:
+columns [0, S) hold the (right-padded) source, then each step appends one column per slot; a
+boolean mask lets a slot see the real source columns plus the columns of its own ancestors and
+itself, so beams never have to be copied or reordered, and padding is never attended. The cache is
+preallocated for beam × max_len target columns (model.py writes new keys/values in place), so a
+step costs no copy of the source's keys/values. Examples are
+batched; a finished one is dropped from the batch (its cache rows removed) and its result is fixed.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from .tokenizer import CharTokenizer
 
+LOG_EPS = 1e-12
+STRATEGIES = ("study", "standard")
 
-@torch.no_grad()
-def study_beam_search(model, src_ids: list[int], beam: int, max_len: int, sep_id: int,
-                      device="cpu") -> tuple[list[int], float]:
-    """One example, recomputing the whole sequence at every step. Returns (target ids, score)."""
-    src = torch.tensor(src_ids, device=device)[None]
-    out = torch.empty((1, 0), dtype=torch.long, device=device)
-    scores = torch.zeros(1, device=device)
-    k = beam
-    for step in range(max_len):
-        n = out.shape[0]
-        ids = torch.cat([src.expand(n, -1), out], 1)
-        seg = torch.cat([torch.zeros_like(src).expand(n, -1), torch.ones_like(out)], 1)
-        h = model.hidden_states(ids, seg, torch.ones_like(ids, dtype=torch.bool))[:, -1]
-        logp = torch.log(torch.softmax(model.logits(h).float(), -1) + 1e-12)
-        cand = (scores[:, None] + logp).flatten()
-        top = torch.topk(cand, k)
-        V = logp.shape[1]
-        out = torch.cat([out[top.indices // V], (top.indices % V)[:, None]], 1)
-        scores = top.values
-        best = int(scores.argmax())
-        if out[best, -1] == sep_id:
-            return out[best].tolist(), float(scores[best])
-        alive = out[:, -1] != sep_id
-        if not alive.all():
-            out, scores = out[alive], scores[alive]
-            k = int(alive.sum())
-    best = int(scores.argmax())
-    return out[best].tolist(), float(scores[best])
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated target ids; a finished hypothesis ends with [SEP]
+    score: float  # Σ log(p + 1e-12)
+    finished: bool
+    normalized: float | None = None  # `standard`: score / lp(len), the ranking score
+
+
+@dataclass
+class StepState:
+    """What a step callback sees. E live examples × K slots; slots past an example's beam are empty."""
+
+    step: int  # target tokens already in each prefix (0 on the first call)
+    examples: list[int]  # ids of the live examples, in batch order
+    keep: list[int] | None  # rows of the previous call's batch that are still live (None on the first call)
+    parents: torch.Tensor | None  # (E, K) slot of the previous call each slot extends (0 for empty slots)
+    last: torch.Tensor | None  # (E, K) the token each slot appended last (0 for empty slots)
+    valid: torch.Tensor  # (E, K) True for real slots
+    prefixes: list[list[list[int]]]  # per live example, per real slot, the target tokens so far
+
+
+@dataclass
+class StepTrace:
+    """One example's step, for `trace` (used by `exposure demo`)."""
+
+    step: int
+    example: int
+    candidates: list[tuple[list[int], float]]  # the kept top candidates, best first
+    action: str  # "continue" | "return" | "length limit" | "done"
+    dropped: list[tuple[list[int], float]] = field(default_factory=list)  # set aside this step
+
+
+def length_penalty_factor(length: int, alpha: float) -> float:
+    """GNMT's lp(len) = ((5 + len) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def banned_tokens(prefix: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already present in `prefix`."""
+    if n <= 0 or len(prefix) + 1 < n:
+        return []
+    if n == 1:
+        return list(set(prefix))
+    head = tuple(prefix[len(prefix) - n + 1:])
+    return [prefix[i + n - 1] for i in range(len(prefix) - n + 1) if tuple(prefix[i:i + n - 1]) == head]
+
+
+def check_options(strategy: str, beam: int, n_best: int, no_repeat_ngram_size: int, max_len: int) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if beam < 1 or max_len < 1 or n_best < 1 or no_repeat_ngram_size < 0:
+        raise ValueError("beam, max_len and n_best must be ≥ 1, no_repeat_ngram_size ≥ 0")
+    if strategy == "standard" and n_best > beam:
+        raise ValueError(f"n_best ({n_best}) must be at most the beam ({beam}) for the standard strategy")
+
+
+class _Example:
+    __slots__ = ("live", "k", "aside", "pool", "result", "parents")
+
+    def __init__(self, beam: int):
+        self.live: list[tuple[list[int], float]] = [([], 0.0)]
+        self.k = beam  # study: the current beam (shrinks)
+        self.aside: list[tuple[list[int], float, bool]] = []  # study: set-aside hypotheses
+        self.pool: list[Hypothesis] = []  # standard: finished hypotheses
+        self.result: list[Hypothesis] | None = None
+        self.parents: list[int] = [0]  # slot of the previous step each live hypothesis extends
+
+
+def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam: int, max_len: int, sep_id: int,
+                *, strategy: str = "study", n_best: int = 1, length_penalty: float = 0.0,
+                no_repeat_ngram_size: int = 0, on_done: Callable[[int], None] | None = None,
+                trace: Callable[[StepTrace], None] | None = None) -> list[list[Hypothesis]]:
+    """Beam search for `n_examples` examples at once; returns each example's hypotheses, best first."""
+    check_options(strategy, beam, n_best, no_repeat_ngram_size, max_len)
+    exs = [_Example(beam) for _ in range(n_examples)]
+    live_ids = list(range(n_examples))
+    keep: list[int] | None = None
+    parents_rows: list[list[int]] = [[0] for _ in live_ids]
+    for t in range(max_len):
+        if not live_ids:
+            break
+        K = max(len(exs[i].live) for i in live_ids)
+        E = len(live_ids)
+        valid = torch.zeros(E, K, dtype=torch.bool)
+        last = torch.zeros(E, K, dtype=torch.long)
+        parents = torch.zeros(E, K, dtype=torch.long)
+        scores = torch.full((E, K), -math.inf, dtype=torch.float32)
+        prefixes = []
+        for r, i in enumerate(live_ids):
+            live = exs[i].live
+            n = len(live)
+            valid[r, :n] = True
+            scores[r, :n] = torch.tensor([s for _, s in live], dtype=torch.float32)
+            if t > 0:
+                last[r, :n] = torch.tensor([p[-1] for p, _ in live])
+                parents[r, :n] = torch.tensor(parents_rows[r])
+            prefixes.append([p for p, _ in live])
+        state = StepState(t, list(live_ids), keep, parents if t > 0 else None, last if t > 0 else None, valid,
+                          prefixes)
+        logp = step(state).float()
+        V = logp.shape[-1]
+        if no_repeat_ngram_size:
+            rows, cols = [], []
+            for r, pre in enumerate(prefixes):
+                for s, p in enumerate(pre):
+                    for tok in banned_tokens(p, no_repeat_ngram_size):
+                        rows.append(r * K + s)
+                        cols.append(tok)
+            if rows:
+                logp = logp.reshape(E * K, V).clone()
+                logp[rows, cols] = -math.inf
+                logp = logp.reshape(E, K, V)
+        cand = (scores[:, :, None] + logp).reshape(E, K * V)
+        if strategy == "study":
+            kk = min(max(exs[i].k for i in live_ids), K * V)
+        else:
+            kk = min(2 * beam, K * V)
+        top = torch.topk(cand, kk, dim=1)
+        values, indices = top.values.tolist(), top.indices.tolist()
+        new_live_ids, new_keep, new_parents = [], [], []
+        for r, i in enumerate(live_ids):
+            ex = exs[i]
+            pre = prefixes[r]
+            cands = [(pre[j // V] + [j % V], v, j // V) for v, j in zip(values[r], indices[r])]
+            if strategy == "study":
+                _study_update(ex, cands[: ex.k], t, max_len, sep_id, n_best, i, trace)
+            else:
+                _standard_update(ex, cands, t, beam, max_len, sep_id, n_best, length_penalty, i, trace)
+            if ex.result is None:
+                new_live_ids.append(i)
+                new_keep.append(r)
+                new_parents.append(ex.parents)
+            elif on_done is not None:
+                on_done(i)
+        keep, live_ids, parents_rows = new_keep, new_live_ids, new_parents
+    return [ex.result or [] for ex in exs]
+
+
+def _study_update(ex: _Example, cands, t: int, max_len: int, sep_id: int, n_best: int, i: int, trace) -> None:
+    best_tokens, best_score, _ = cands[0]
+    if best_tokens[-1] == sep_id:
+        aside = ex.aside + [(p, s, True) for p, s, _ in cands[1:] if p[-1] == sep_id]
+        ex.result = _study_result((best_tokens, best_score, True), aside, n_best)
+        if trace:
+            trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "return"))
+        return
+    alive = [c for c in cands if c[0][-1] != sep_id]
+    dropped = [(p, s) for p, s, _ in cands if p[-1] == sep_id]
+    ex.aside += [(p, s, True) for p, s in dropped]
+    ex.k = len(alive)
+    if t == max_len - 1:
+        ex.result = _study_result((alive[0][0], alive[0][1], False), ex.aside + [(p, s, False) for p, s, _ in alive[1:]],
+                                  n_best)
+        if trace:
+            trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "length limit", dropped))
+        return
+    ex.live = [(p, s) for p, s, _ in alive]
+    ex.parents = [slot for _, _, slot in alive]
+    if trace:
+        trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "continue", dropped))
+
+
+def _study_result(answer, aside, n_best: int) -> list[Hypothesis]:
+    out = [Hypothesis(answer[0], answer[1], answer[2])]
+    if n_best > 1:
+        rest = sorted(aside, key=lambda h: -h[1])  # stable: ties keep the order they were found in
+        out += [Hypothesis(p, s, f) for p, s, f in rest[: n_best - 1]]
+    return out
+
+
+def _standard_update(ex: _Example, cands, t: int, beam: int, max_len: int, sep_id: int, n_best: int, alpha: float,
+                     i: int, trace) -> None:
+    live, parents, dropped = [], [], []
+    for rank, (p, s, slot) in enumerate(cands):
+        if p[-1] == sep_id:
+            if rank < beam:
+                ex.pool.append(Hypothesis(p, s, True, s / length_penalty_factor(len(p), alpha)))
+                dropped.append((p, s))
+        elif len(live) < beam:
+            live.append((p, s))
+            parents.append(slot)
+        if len(live) == beam:
+            break
+    ex.pool.sort(key=lambda h: -h.normalized)  # stable
+    del ex.pool[beam:]
+    action = "continue"
+    if t == max_len - 1:
+        ex.pool += [Hypothesis(p, s, False, s / length_penalty_factor(len(p), alpha)) for p, s in live]
+        ex.pool.sort(key=lambda h: -h.normalized)
+        action = "length limit"
+    elif not live or (len(ex.pool) >= beam and all(
+            _bound(s, len(p), max_len, alpha) <= ex.pool[-1].normalized for p, s in live)):
+        action = "done"
+    if action != "continue":
+        ex.result = ex.pool[:n_best]
+    else:
+        ex.live, ex.parents = live, parents
+    if trace:
+        trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], action, dropped))
+
+
+def _bound(score: float, length: int, max_len: int, alpha: float) -> float:
+    """The best normalized score a live hypothesis could still reach (its score can only fall)."""
+    return max(score / length_penalty_factor(length + 1, alpha), score / length_penalty_factor(max_len, alpha))
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log(p + 1e-12), the study's per-token score, in fp32."""
+    return torch.log(torch.softmax(logits.float(), -1) + LOG_EPS)
+
+
+class UniLMStep:
+    """The step callback for a UniLM over a batch of sources, with a key/value cache (see module doc)."""
+
+    def __init__(self, model, sources: list[list[int]], device, pad_id: int = 0, new_columns: int | None = None):
+        """`new_columns`: an upper bound on the target tokens (slots × steps) the search will feed, e.g.
+        beam × max_len; with it the cache is preallocated and written in place instead of re-concatenated."""
+        self.model, self.sources, self.device, self.pad_id = model, sources, torch.device(device), pad_id
+        self.new_columns = new_columns
+        self.caches: list[dict] | None = None
+
+    def __call__(self, state: StepState) -> torch.Tensor:
+        m, dev = self.model, self.device
+        if state.step == 0:
+            srcs = [self.sources[i] for i in state.examples]
+            S = max(len(s) for s in srcs)
+            ids = torch.full((len(srcs), S), self.pad_id, dtype=torch.long)
+            for r, s in enumerate(srcs):
+                ids[r, : len(s)] = torch.tensor(s)
+            ids = ids.to(dev)
+            self.src_len = torch.tensor([len(s) for s in srcs], device=dev)
+            pad = torch.arange(S, device=dev)[None, :] < self.src_len[:, None]
+            self.caches = [{} for _ in m.bert.encoder.layer]
+            # Source positions see every real source position; padding rows too (their output is unused).
+            h = m.hidden_states(ids, torch.zeros_like(ids), pad, position_ids=torch.arange(S, device=dev).expand_as(ids),
+                                attn_mask=pad[:, None, None, :], caches=self.caches)
+            self.visible = pad[:, None, :]  # (E, K=1, C): the cache columns each slot may see
+            if self.new_columns:
+                for c in self.caches:
+                    k, v = c.pop("k"), c.pop("v")
+                    E_, H, _, D = k.shape
+                    c["k_buf"] = k.new_empty(E_, H, S + self.new_columns, D)
+                    c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
+                    c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
+            h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
+            return log_probs(m.logits(h))[:, None, :]
+        if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
+            keep = torch.tensor(state.keep, device=dev)
+            for c in self.caches:
+                for name in ("k", "v", "k_buf", "v_buf"):
+                    if name in c:
+                        c[name] = c[name].index_select(0, keep)
+            self.visible, self.src_len = self.visible.index_select(0, keep), self.src_len.index_select(0, keep)
+        parents, last = state.parents.to(dev), state.last.to(dev)
+        E, K = last.shape
+        C = self.visible.shape[2]
+        vis = self.visible.gather(1, parents[:, :, None].expand(E, K, C))
+        vis = torch.cat([vis, torch.eye(K, dtype=torch.bool, device=dev).expand(E, K, K)], dim=2)
+        pos = (self.src_len - 1 + state.step)[:, None].expand(E, K)
+        h = m.hidden_states(last, torch.ones_like(last), None, position_ids=pos, attn_mask=vis[:, None],
+                            caches=self.caches)
+        self.visible = vis
+        return log_probs(m.logits(h))
+
+
+@torch.inference_mode()
+def generate_ids(model, sources: list[list[int]], beam: int, max_len: int, sep_id: int, device="cpu", *,
+                 strategy: str = "study", n_best: int = 1, length_penalty: float = 0.0,
+                 no_repeat_ngram_size: int = 0, batch_size: int = 32, pad_id: int = 0,
+                 progress: Callable[[], None] | None = None) -> list[list[Hypothesis]]:
+    """Hypotheses (best first) for each source id list ([CLS] source [SEP]), in input order.
+
+    Sources are sorted by length and cut into batches of `batch_size`, so little compute goes to
+    padding.
+    """
+    check_options(strategy, beam, n_best, no_repeat_ngram_size, max_len)
+    longest = max((len(s) for s in sources), default=0)
+    if longest + max_len - 1 > model.config.max_positions:
+        raise ValueError(f"a source of {longest} positions and max_len {max_len} need {longest + max_len - 1} "
+                         f"positions; the model has {model.config.max_positions}")
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    out: list[list[Hypothesis] | None] = [None] * len(sources)
+    done = (lambda _: progress()) if progress is not None else None
+    for b in range(0, len(order), batch_size):
+        idx = order[b: b + batch_size]
+        step = UniLMStep(model, [sources[i] for i in idx], device, pad_id, new_columns=beam * max_len)
+        res = beam_search(step, len(idx), beam, max_len, sep_id, strategy=strategy, n_best=n_best,
+                          length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size, on_done=done)
+        for i, r in zip(idx, res):
+            out[i] = r
+    return out  # type: ignore[return-value]
+
+
+def decode_hypotheses(model, tok: CharTokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
+                      device="cpu", progress=None, **options) -> list[list[Hypothesis]]:
+    """Like `decode_texts`, but every hypothesis (n-best) with its tokens and score."""
+    was_training = model.training
+    model.eval()
+    try:
+        src = [tok.encode_pair(s, None, max_source, 0)[0] for s in sources]
+        return generate_ids(model, src, beam, max_len, tok.sep_id, device, pad_id=tok.pad_id, progress=progress,
+                            **options)
+    finally:
+        model.train(was_training)
 
 
 def decode_texts(model, tok: CharTokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
-                 device="cpu", progress=None) -> list[str]:
-    """Predicted target text for each source."""
-    was_training = model.training
-    model.eval()
-    preds = []
-    try:
-        for s in sources:
-            src, _ = tok.encode_pair(s, None, max_source, 0)
-            ids, _ = study_beam_search(model, src, beam, max_len, tok.sep_id, device)
-            preds.append(tok.decode(ids))
-            if progress is not None:
-                progress()
-    finally:
-        model.train(was_training)
-    return preds
+                 device="cpu", progress=None, **options) -> list[str]:
+    """Predicted target text (the best hypothesis) for each source.
+
+    `options`: strategy ("study" | "standard"), n_best, length_penalty, no_repeat_ngram_size, batch_size.
+    """
+    hyps = decode_hypotheses(model, tok, sources, beam, max_source, max_len, device, progress, **options)
+    return [tok.decode(h[0].tokens) if h else "" for h in hyps]
+
+
+# ---------------------------------------------------------------------- the article's example
+
+# Vocabulary of the worked example: 0 is [SEP]; a, b, c, d are the tokens.
+EXAMPLE_VOCAB = ["[SEP]", "a", "b", "c", "d"]
+EXAMPLE_SEP = 0
+EXAMPLE_PROBS: dict[tuple[int, ...], dict[int, float]] = {
+    (): {1: 0.6, 3: 0.4},  # p(a), p(c)
+    (1,): {2: 0.55, 4: 0.45},  # p(b|a), p(d|a)
+    (3,): {2: 0.1, 4: 0.9},  # p(b|c), p(d|c)
+}
+
+
+def example_distribution(prefix: tuple[int, ...]) -> dict[int, float]:
+    """p(· | prefix) of the article's example; every two-token prefix is followed by [SEP]."""
+    return EXAMPLE_PROBS.get(prefix, {EXAMPLE_SEP: 1.0})
+
+
+def worked_example_step(state: StepState) -> torch.Tensor:
+    """A step callback over the example's distribution (a pure function of the prefix)."""
+    E, K = state.valid.shape
+    out = torch.full((E, K, len(EXAMPLE_VOCAB)), math.log(LOG_EPS), dtype=torch.float32)
+    for r, pre in enumerate(state.prefixes):
+        for s, p in enumerate(pre):
+            for tok, prob in example_distribution(tuple(p)).items():
+                out[r, s, tok] = math.log(prob + LOG_EPS)
+    return out

@@ -79,7 +79,13 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x, mask, cache: dict | None = None):
         q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
-        if cache is not None:  # incremental decoding: prepend the keys/values of earlier positions
+        if cache is not None and "k_buf" in cache:  # preallocated cache (decode.py): write in place, no copy
+            n, L = cache["n"], k.shape[2]
+            cache["k_buf"][:, :, n:n + L] = k
+            cache["v_buf"][:, :, n:n + L] = v
+            cache["n"] = n + L
+            k, v = cache["k_buf"][:, :, :n + L], cache["v_buf"][:, :, :n + L]
+        elif cache is not None:  # incremental decoding: prepend the keys/values of earlier positions
             if "k" in cache:
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)

@@ -7,6 +7,7 @@ before any work with one line naming the key path and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -64,9 +65,12 @@ class TrainSpec:
 @dataclass
 class DecodeSpec:
     beams: list[int] = field(default_factory=lambda: [1, 2, 3])
-    strategy: str = "study"
-    max_len: int = 32
-    batch_size: int = 32
+    strategy: str = "study"  # study (bert4keras 0.5.8, the article's) | standard (finished pool); see decode.py
+    max_len: int = 32  # generated target tokens, the final [SEP] included
+    batch_size: int = 32  # sources decoded together (sorted by length)
+    length_penalty: float = 0.0  # standard only: rank finished by score / ((5 + len) / 6) ** length_penalty
+    n_best: int = 1  # hypotheses returned per source (`exposure generate`); the tables use the first
+    no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size; 0 = off
 
 
 @dataclass
@@ -278,3 +282,12 @@ def _check_ranges(s: Spec) -> None:
     need(s.train.dev_size >= 1, "train.dev_size", "at least 1")
     need(bool(s.decode.beams) and all(b >= 1 for b in s.decode.beams), "decode.beams", "a list of beam sizes ≥ 1")
     need(s.decode.max_len >= 1, "decode.max_len", "at least 1")
+    room = s.model.max_len - s.model.source_len() - 1  # positions left after [CLS] source [SEP], last token not fed
+    need(s.decode.max_len <= room, "decode.max_len",
+         f"at most {room} (model.max_len minus [CLS] source [SEP], the last generated token needs no position)")
+    need(s.decode.batch_size >= 1, "decode.batch_size", "at least 1")
+    need(math.isfinite(s.decode.length_penalty), "decode.length_penalty", "a finite number")
+    need(s.decode.n_best >= 1, "decode.n_best", "at least 1")
+    need(s.decode.strategy != "standard" or s.decode.n_best <= min(s.decode.beams), "decode.n_best",
+         f"at most the smallest beam ({min(s.decode.beams)}) with the standard strategy")
+    need(s.decode.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", "0 (off) or a positive n-gram size")

@@ -168,7 +168,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
             progress.update(task, info=f"ep {epoch + 1}/{spec.train.epochs} decoding dev")
             with autocast:
                 preds = decode_texts(model, tok, [p.source for p in dev_pairs], 1, max_src,
-                                     spec.decode.max_len, device)
+                                     spec.decode.max_len, device, batch_size=spec.decode.batch_size)
             dev = study_scores(preds, [p.target for p in dev_pairs])
             state["epoch"] = epoch + 1
             improved = dev["bleu"] > state["best_bleu"]
@@ -191,6 +191,13 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
             progress.stop()
 
 
+def decode_options(spec: Spec) -> dict:
+    """The spec's search options for `decode_texts` (strategy, length penalty, n-gram blocking, batching)."""
+    d = spec.decode
+    return {"strategy": d.strategy, "length_penalty": d.length_penalty,
+            "no_repeat_ngram_size": d.no_repeat_ngram_size, "batch_size": d.batch_size}
+
+
 def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, method_spec: MethodSpec, seed: int,
                  state: dict, device, progress, task) -> dict:
     ck = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
@@ -202,7 +209,8 @@ def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, meth
     beams = {}
     for k in spec.decode.beams:
         progress.update(task, info=f"decoding test, beam {k}")
-        preds = decode_texts(model, tok, sources, k, spec.model.source_len(), spec.decode.max_len, device)
+        preds = decode_texts(model, tok, sources, k, spec.model.source_len(), spec.decode.max_len, device,
+                             **decode_options(spec))
         rows = ["source\treference\tprediction"] + [
             "\t".join(_one_line(x) for x in (s, r, p)) for s, r, p in zip(sources, refs, preds)]
         fileio.write_text(run_dir / f"predictions.beam{k}.tsv", "\n".join(rows) + "\n")

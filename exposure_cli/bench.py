@@ -1,0 +1,81 @@
+"""`exposure bench decode`: samples/s of our cached beam search, of the slow full-recompute
+reference, and of Hugging Face transformers' `generate(num_beams=k)` on a same-size
+`BertLMHeadModel(is_decoder=True)`, all on CPU with random weights and the same random prompts.
+
+transformers is a test/bench extra, imported only here. The models are not the same function (HF's
+BERT decoder is causal over the prompt, a UniLM is not), so only speed is compared; the mean number
+of generated tokens per sample is reported for each, since a search that stops early is cheaper.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .decode import generate_ids
+from .decode_reference import study_beam_search
+from .errors import UserError
+from .model import ModelConfig, UniLM
+from .spec import DecodeSpec, ModelSpec
+
+CLS, SEP, PAD = 2, 3, 0
+
+
+def _prompts(n: int, source_len: int, vocab: int, seed: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [[CLS] + torch.randint(5, vocab, (source_len,), generator=g).tolist() + [SEP] for _ in range(n)]
+
+
+def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int = 32, naive_n: int = 4,
+                 vocab: int = 5000, seed: int = 0, hf: bool = True, threads: int | None = 1) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    ms = ModelSpec()
+    positions = max(512, source_len + 2 + max_len)
+    cfg = ModelConfig(vocab_size=vocab, hidden=ms.hidden, layers=ms.layers, heads=ms.heads,
+                      intermediate=ms.intermediate, max_positions=positions, dropout=0.0)
+    model = UniLM(cfg).eval()
+    prompts = _prompts(n, source_len, vocab, seed)
+    out: dict = {"n": n, "beam": beam, "source_len": source_len, "max_len": max_len,
+                 "model": f"{cfg.layers}x{cfg.hidden}", "vocab": vocab, "threads": torch.get_num_threads()}
+
+    t0 = time.perf_counter()
+    ours = generate_ids(model, prompts, beam, max_len, SEP, "cpu", batch_size=DecodeSpec().batch_size)
+    dt = time.perf_counter() - t0
+    out["ours_samples_per_s"] = n / dt
+    out["ours_tokens_per_sample"] = sum(len(h[0].tokens) for h in ours) / n
+
+    k = max(1, min(naive_n, n))
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        naive = [study_beam_search(model, p, beam, max_len, SEP) for p in prompts[:k]]
+    dt = time.perf_counter() - t0
+    out["naive_n"] = k
+    out["naive_samples_per_s"] = k / dt
+    out["naive_tokens_per_sample"] = sum(len(r[0][0]) for r in naive) / k
+    out["ratio_vs_naive"] = out["ours_samples_per_s"] / out["naive_samples_per_s"]
+
+    if hf:
+        try:
+            from transformers import BertConfig, BertLMHeadModel
+        except ImportError:
+            raise UserError("the transformers comparison needs the test extra: pip install -e '.[test]'") from None
+        hcfg = BertConfig(vocab_size=vocab, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+                          num_attention_heads=cfg.heads, intermediate_size=cfg.ffn, max_position_embeddings=positions,
+                          is_decoder=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                          pad_token_id=PAD, bos_token_id=CLS, eos_token_id=SEP)
+        hmodel = BertLMHeadModel(hcfg).eval()
+        ids = torch.tensor(prompts)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            gen = hmodel.generate(input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=beam,
+                                  max_new_tokens=max_len, do_sample=False, eos_token_id=SEP, pad_token_id=PAD,
+                                  use_cache=True)
+        dt = time.perf_counter() - t0
+        new = gen[:, ids.shape[1]:]
+        out["hf_samples_per_s"] = n / dt
+        out["hf_tokens_per_sample"] = float((new != PAD).sum()) / n
+        out["ratio_vs_hf"] = out["ours_samples_per_s"] / out["hf_samples_per_s"]
+    return out

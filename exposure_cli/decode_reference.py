@@ -1,0 +1,111 @@
+"""SLOW reference beam searches: one example at a time, the whole sequence recomputed at every step.
+
+Not for the pipeline. They are the plain, obviously-right versions the tests compare the batched,
+cached decoder of `decode.py` against (identical tokens and scores), and the baseline of
+`exposure bench decode`. Semantics (scores, n-best, length penalty, n-gram blocking) are the ones
+documented in `decode.py`, written out independently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .decode import banned_tokens, length_penalty_factor, log_probs
+
+
+def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """log(p + 1e-12) of the next token after each row of `out`, recomputing everything."""
+    n = out.shape[0]
+    ids = torch.cat([src.expand(n, -1), out], 1)
+    seg = torch.cat([torch.zeros_like(src).expand(n, -1), torch.ones_like(out)], 1)
+    h = model.hidden_states(ids, seg, torch.ones_like(ids, dtype=torch.bool))[:, -1]
+    return log_probs(model.logits(h))
+
+
+def _block(logp: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:
+    if n:
+        logp = logp.clone()
+        for r, row in enumerate(out.tolist()):
+            for tok in banned_tokens(row, n):
+                logp[r, tok] = -math.inf
+    return logp
+
+
+@torch.no_grad()
+def study_beam_search(model, src_ids: list[int], beam: int, max_len: int, sep_id: int, device="cpu", *,
+                      n_best: int = 1, no_repeat_ngram_size: int = 0) -> list[tuple[list[int], float]]:
+    """The study's beam search (bert4keras 0.5.8) for one example; [(target ids, score)], answer first."""
+    src = torch.tensor(src_ids, device=device)[None]
+    out = torch.empty((1, 0), dtype=torch.long, device=device)
+    scores = torch.zeros(1, device=device)
+    aside: list[tuple[list[int], float]] = []
+    k = beam
+    for step in range(max_len):
+        logp = _block(_full_step(model, src, out), out, no_repeat_ngram_size)
+        cand = (scores[:, None] + logp).flatten()
+        top = torch.topk(cand, k)
+        V = logp.shape[1]
+        out = torch.cat([out[top.indices // V], (top.indices % V)[:, None]], 1)
+        scores = top.values
+        best = int(scores.argmax())
+        if out[best, -1] == sep_id:
+            aside += [(out[i].tolist(), float(scores[i])) for i in range(len(scores))
+                      if i != best and out[i, -1] == sep_id]
+            return _nbest((out[best].tolist(), float(scores[best])), aside, n_best)
+        alive = out[:, -1] != sep_id
+        aside += [(out[i].tolist(), float(scores[i])) for i in range(len(scores)) if not alive[i]]
+        if not alive.all():
+            out, scores = out[alive], scores[alive]
+            k = int(alive.sum())
+    best = int(scores.argmax())
+    aside += [(out[i].tolist(), float(scores[i])) for i in range(len(scores)) if i != best]
+    return _nbest((out[best].tolist(), float(scores[best])), aside, n_best)
+
+
+def _nbest(answer, aside, n_best):
+    return [answer] + sorted(aside, key=lambda h: -h[1])[: n_best - 1]
+
+
+@torch.no_grad()
+def standard_beam_search(model, src_ids: list[int], beam: int, max_len: int, sep_id: int, device="cpu", *,
+                         n_best: int = 1, length_penalty: float = 0.0,
+                         no_repeat_ngram_size: int = 0) -> list[tuple[list[int], float]]:
+    """Textbook beam search with a pool of finished hypotheses, for one example; [(ids, score)] best first."""
+    src = torch.tensor(src_ids, device=device)[None]
+
+    def lp(n):
+        return length_penalty_factor(n, length_penalty)
+
+    live: list[tuple[list[int], float]] = [([], 0.0)]
+    pool: list[tuple[float, list[int], float]] = []  # (normalized, ids, score)
+    for step in range(max_len):
+        out = torch.tensor([p for p, _ in live], dtype=torch.long, device=device).reshape(len(live), step)
+        logp = _block(_full_step(model, src, out), out, no_repeat_ngram_size)
+        scores = torch.tensor([s for _, s in live], dtype=torch.float32, device=device)
+        cand = (scores[:, None] + logp).flatten()
+        V = logp.shape[1]
+        top = torch.topk(cand, min(2 * beam, cand.numel()))
+        new = []
+        for rank, (v, i) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            ids = live[i // V][0] + [i % V]
+            if i % V == sep_id:
+                if rank < beam:
+                    pool.append((v / lp(len(ids)), ids, v))
+            elif len(new) < beam:
+                new.append((ids, v))
+            if len(new) == beam:
+                break
+        pool = sorted(pool, key=lambda h: -h[0])[:beam]
+        live = new
+        if step == max_len - 1:
+            pool = sorted(pool + [(s / lp(len(p)), p, s) for p, s in live], key=lambda h: -h[0])
+            break
+        if not live:
+            break
+        if len(pool) >= beam:
+            worst = pool[-1][0]
+            if all(max(s / lp(len(p) + 1), s / lp(max_len)) <= worst for p, s in live):
+                break
+    return [(ids, s) for _, ids, s in pool[:n_best]]

@@ -1,0 +1,56 @@
+"""`exposure generate`: decode new sources with a finished run's selected weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from .decode import decode_hypotheses
+from .errors import UserError
+from .model import ModelConfig, UniLM
+from .spec import Spec, spec_from_dict
+from .tokenizer import CharTokenizer
+
+
+def load_run(run_dir: str | Path, device) -> tuple[UniLM, CharTokenizer, Spec]:
+    """The model of `best.pt`, the run's tokenizer and spec; a UserError if the run is not usable."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a run directory")
+    best = run_dir / "best.pt"
+    if not best.is_file():
+        raise UserError(f"{run_dir}: no finished checkpoint (best.pt is written after the first epoch)")
+    try:
+        raw = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: spec.yaml not found") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{run_dir / 'spec.yaml'}: expected a mapping")
+    raw.pop("run", None)  # the run's method and seed, not part of a Spec
+    try:
+        spec = spec_from_dict(raw)
+    except UserError as e:
+        raise UserError(f"{run_dir / 'spec.yaml'}: {e}") from None
+    tok = CharTokenizer.load(run_dir / "vocab.txt")
+    try:
+        ck = torch.load(best, map_location=device, weights_only=False)
+        model = UniLM(ModelConfig(**ck["config"]))
+        model.load_state_dict(ck["model"])
+    except Exception as e:  # a truncated or foreign file
+        raise UserError(f"{best}: not a usable checkpoint ({type(e).__name__}: {e})") from None
+    if model.config.vocab_size != len(tok):
+        raise UserError(f"{run_dir}: vocab.txt has {len(tok)} tokens but best.pt was trained with "
+                        f"{model.config.vocab_size}")
+    return model.to(device).eval(), tok, spec
+
+
+def generate_lines(model, tok: CharTokenizer, spec: Spec, sources: list[str], beam: int, n_best: int, device,
+                   strategy: str | None = None, progress=None) -> list[str]:
+    """One output line per source: the best prediction, or the n best joined by tabs."""
+    d = spec.decode
+    hyps = decode_hypotheses(model, tok, sources, beam, spec.model.source_len(), d.max_len, device, progress,
+                             strategy=strategy or d.strategy, n_best=n_best, length_penalty=d.length_penalty,
+                             no_repeat_ngram_size=d.no_repeat_ngram_size, batch_size=d.batch_size)
+    return ["\t".join(tok.decode(h.tokens) for h in hs[:n_best]) for hs in hyps]
