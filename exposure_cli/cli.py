@@ -267,7 +267,7 @@ def bench_score(
     repeat: int = typer.Option(3, "--repeat", min=1, help="Best of this many timings per side."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
-    from .metrics_bench import bench_score as run
+    from .bench_score import bench_score as run
 
     title_list = None
     if titles is not None:
@@ -363,7 +363,7 @@ def bench_decode(
     transformers' generate(num_beams=k) on a same-size BertLMHeadModel, random weights, same prompts."""
     import json
 
-    from .bench import bench_decode as run_bench
+    from .bench_decode import bench_decode as run_bench
 
     r = run_bench(n=n, beam=beam, source_len=source_len, max_len=max_len, naive_n=naive_n, threads=threads or None,
                   hf=hf)
