@@ -167,41 +167,6 @@ def compare(
     console.print(f"[green]✓[/] every cell within {tol} of {reference}")
 
 
-PREDICTIONS_HEADER = ["source", "reference", "prediction"]
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    # Split on "\n" only: str.splitlines would also break on characters like U+2028 inside a text.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def _read_texts(path: Path, column: str) -> tuple[list[str], bool]:
-    """The texts of `path` and whether it was a predictions TSV: either one text per line, or a
-    run's predictions TSV (header `source<TAB>reference<TAB>prediction`), from which `column`."""
-    lines = _read_lines(path)
-    if lines and lines[0].split("\t") == PREDICTIONS_HEADER:
-        k = PREDICTIONS_HEADER.index(column)
-        texts = []
-        for number, line in enumerate(lines[1:], start=2):
-            fields = line.split("\t")
-            if len(fields) != 3:
-                raise UserError(f"{path}:{number}: expected 3 tab-separated fields, found {len(fields)}")
-            texts.append(fields[k])
-        return texts, True
-    if path.suffix == ".tsv":
-        raise UserError(f"{path}: a .tsv must start with the header {chr(9).join(PREDICTIONS_HEADER)!r}")
-    return lines, False
-
-
 @app.command(
     help="Score predictions against references.\n\n"
     "Study mode (Rouge-L, Rouge-1, Rouge-2, BLEU) reproduces the study's scripts exactly: each text "
@@ -219,14 +184,15 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     from . import metrics
+    from .predictions import read_texts
 
-    preds, pred_is_tsv = _read_texts(pred, "prediction")
+    preds, pred_is_tsv = read_texts(pred, "prediction")
     if ref is None:
         if not pred_is_tsv:
             raise UserError(f"--ref is required: {pred} is not a predictions TSV with a reference column")
-        ref_path, refs = pred, _read_texts(pred, "reference")[0]
+        ref_path, refs = pred, read_texts(pred, "reference")[0]
     else:
-        ref_path, refs = ref, _read_texts(ref, "reference")[0]
+        ref_path, refs = ref, read_texts(ref, "reference")[0]
     if len(preds) != len(refs):
         raise UserError(f"{pred} has {len(preds)} predictions but {ref_path} has {len(refs)} references")
     if not preds:
@@ -268,10 +234,11 @@ def bench_score(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     from .bench_score import bench_score as run
+    from .predictions import read_lines
 
     title_list = None
     if titles is not None:
-        title_list = [line.split("\t")[0] for line in _read_lines(titles) if line.split("\t")[0].strip()]
+        title_list = [line.split("\t")[0] for line in read_lines(titles) if line.split("\t")[0].strip()]
         if not title_list:
             raise UserError(f"{titles}: no titles in the first column")
     result = run(n=n, repeat=repeat, titles=title_list)

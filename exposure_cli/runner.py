@@ -9,6 +9,7 @@ import torch
 
 from . import report
 from .metrics import study_per_example
+from .predictions import read_columns
 from .spec import Spec, method_label
 from .train import make_progress, run_one
 
@@ -41,6 +42,6 @@ def per_example_scores(out_dir: Path, spec: Spec) -> dict:
     for m, label, seed in grid(spec):
         for beam in spec.decode.beams:
             path = out_dir / run_dir_name(label) / f"seed{seed}" / f"predictions.beam{beam}.tsv"
-            rows = [line.split("\t") for line in path.read_text(encoding="utf-8").split("\n")[1:] if line]
-            scores[(label, beam, seed)] = study_per_example([r[2] for r in rows], [r[1] for r in rows])
+            cols = read_columns(path)
+            scores[(label, beam, seed)] = study_per_example(cols["prediction"], cols["reference"])
     return scores

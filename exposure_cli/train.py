@@ -30,6 +30,7 @@ from .errors import UserError
 from .methods import StepContext, get_method
 from .metrics import study_scores
 from .model import ModelConfig, UniLM
+from .predictions import write_predictions
 from .spec import MethodSpec, Spec
 from .tokenizer import CharTokenizer
 
@@ -211,9 +212,7 @@ def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, meth
         progress.update(task, info=f"decoding test, beam {k}")
         preds = decode_texts(model, tok, sources, k, spec.model.source_len(), spec.decode.max_len, device,
                              **decode_options(spec))
-        rows = ["source\treference\tprediction"] + [
-            "\t".join(_one_line(x) for x in (s, r, p)) for s, r, p in zip(sources, refs, preds)]
-        fileio.write_text(run_dir / f"predictions.beam{k}.tsv", "\n".join(rows) + "\n")
+        write_predictions(run_dir / f"predictions.beam{k}.tsv", sources, refs, preds)
         beams[str(k)] = study_scores(preds, refs)
     metrics = {"method": label, "method_name": method_spec.name, "params": method_spec.params, "seed": seed,
                "best_epoch": state["best_epoch"], "dev_bleu": state["best_bleu"], "epochs": state["epoch"],
@@ -223,6 +222,3 @@ def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, meth
     (run_dir / "last.pt").unlink(missing_ok=True)  # the finished run needs only best.pt
     return metrics
 
-
-def _one_line(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
