@@ -5,3 +5,4 @@ method and registers it on import. A spec names a method as `name` or `{name: {p
 """
 
 from .base import Method, ParamError, StepContext, available, get_method, register, validate_method  # noqa: F401
+from . import adversarial, gradient_penalty, random_replace, scheduled_sampling  # noqa: F401  (registration)
