@@ -38,7 +38,7 @@ class Adversarial(Method):
         check_choice("norm", self.norm, NORMS)
 
     def perturbation(self, g: torch.Tensor) -> torch.Tensor:
-        g = g.float()
+        g = g.to(torch.promote_types(g.dtype, torch.float32))
         dims = {"batch": (0, 1, 2), "example": (1, 2), "position": (2,)}[self.norm]
         norm = g.pow(2).sum(dims, keepdim=True).sqrt()
         return self.epsilon * g / norm.clamp_min(1e-12)

@@ -30,6 +30,11 @@ from .base import Method, StepContext, check_choice, check_range, register
 SCOPES = ("inputs", "embedding_rows")
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (a bf16 gradient is widened; float64 stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str = "inputs"):
     """(ce, Σ_i ‖∂CE/∂e_i‖², ‖∂CE/∂E‖²_F of the output use or None), all differentiable."""
     emb = model.word_embeddings
@@ -40,13 +45,13 @@ def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str 
     else:
         g, g_matrix = torch.autograd.grad(ce, [e, emb.weight], create_graph=True)
     g = g * batch.pad_mask[..., None].to(g.dtype)
-    rows = g.float().pow(2).sum()
+    rows = _wide(g).pow(2).sum()
     if scope == "inputs":
         return ce, rows, None
     # What the lookup sends to E is the looked-up rows' gradients scattered into their token rows;
     # the rest of E's gradient comes from the tied output head.
     from_lookup = torch.zeros_like(g_matrix).index_add(0, batch.input_ids.flatten(), g.flatten(0, 1).to(g_matrix.dtype))
-    output = (g_matrix - from_lookup).float().pow(2).sum()
+    output = _wide(g_matrix - from_lookup).pow(2).sum()
     return ce, rows, output
 
 
