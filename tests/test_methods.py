@@ -1,6 +1,6 @@
 """Methods against independent truth: random replacement's shares and pools, the gradient penalty
 against torch.autograd.grad and finite differences, the zero-strength limits of scheduled sampling
-and FGM, a spec with every method end to end."""
+and FGM, a spec with every method end to end, and the training-step benchmark."""
 
 import json
 import math
@@ -336,3 +336,34 @@ def test_a_bad_method_parameter_stops_the_run_with_its_key_path(tmp_path):
     assert res.exit_code == 2
     assert "methods[1].gradient_penalty.epsilon: expected a number, got 'big'" in res.output
     assert not (tmp_path / "out").exists()
+
+
+# --- benchmark -------------------------------------------------------------------------------
+
+def test_hf_peer_gets_the_same_computation():
+    """With our weights and our UniLM mask, BertForMaskedLM computes our logits: the peer is fair."""
+    pytest.importorskip("transformers")
+    from exposure_cli.bench_train import hf_logits, hf_model
+
+    model, batch = tiny_model(torch.float32).eval(), tiny_batch()
+    hf = hf_model(model).eval()
+    assert sum(p.numel() for p in hf.parameters()) == model.num_parameters()
+    ours = model(batch.input_ids, batch.segment_ids, batch.pad_mask)
+    with torch.no_grad():
+        theirs = hf_logits(hf, batch)
+    torch.testing.assert_close(theirs[batch.pad_mask], ours.detach()[batch.pad_mask], rtol=1e-4, atol=1e-4)
+
+
+def test_bench_train_json_reports_every_method_and_the_hf_ratio():
+    pytest.importorskip("transformers")
+    res = runner.invoke(app, ["bench", "train", "--json", "--batch-size", "2", "--steps", "1", "--hidden", "32",
+                              "--layers", "1", "--heads", "2", "--data", "/nonexistent"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batch"] == "synthetic"
+    assert set(out["step_ratio"]) == set(available()) and out["step_ratio"]["baseline"] == 1.0
+    assert all(v > 0 for v in out["step_ratio"].values())
+    for key in ("tokens_per_s", "hf_tokens_per_s", "ratio_vs_hf"):
+        assert out[key] > 0
+    bad = runner.invoke(app, ["bench", "train", "--method", "nope"])
+    assert bad.exit_code == 2 and "--method: unknown method 'nope'" in bad.output
