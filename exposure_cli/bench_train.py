@@ -99,7 +99,17 @@ def hf_logits(hf, batch: Batch) -> torch.Tensor:
 
 def bench_train(batch_size: int = 16, steps: int = 5, data: str | Path | None = "data/csl/train.tsv",
                 methods: list[str] | None = None, hidden: int | None = None, layers: int | None = None,
-                heads: int | None = None, hf: bool = True, seed: int = 0) -> dict:
+                heads: int | None = None, hf: bool = True, seed: int = 0, threads: int | None = None) -> dict:
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed) -> dict:
     m = ModelSpec()
     batch, vocab, source = bench_batch(batch_size, data, seed)
     cfg = ModelConfig(vocab_size=vocab, hidden=hidden or m.hidden, layers=layers or m.layers, heads=heads or m.heads,

@@ -163,6 +163,8 @@ def bench_train(
     layers: Optional[int] = typer.Option(None, help="Model depth; default the spec default."),
     heads: Optional[int] = typer.Option(None, help="Attention heads; default the spec default."),
     hf: bool = typer.Option(True, "--hf/--no-hf", help="Also time transformers' BertForMaskedLM on the same batch."),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="torch CPU threads; default torch's. On a busy shared machine 1 is steadier."),
 ) -> None:
     """Time a training step (forward, backward, optimizer) of each method against baseline, and our
     baseline's tokens/s against Hugging Face transformers' BertForMaskedLM of the same size, same
@@ -175,9 +177,9 @@ def bench_train(
     unknown = [m for m in method if m not in available()]
     if unknown:
         raise UserError(f"--method: unknown method {unknown[0]!r} (available: {', '.join(available())})")
-    if batch_size < 1 or steps < 1:
-        raise UserError("--batch-size and --steps: expected at least 1")
-    res = run_bench(batch_size, steps, data, method or None, hidden, layers, heads, hf)
+    if batch_size < 1 or steps < 1 or (threads is not None and threads < 1):
+        raise UserError("--batch-size, --steps and --threads: expected at least 1")
+    res = run_bench(batch_size, steps, data, method or None, hidden, layers, heads, hf, threads=threads)
     if json_out:
         typer.echo(json.dumps(res))
         return
