@@ -350,3 +350,48 @@ def bench_decode(
         table.add_row("transformers generate", f"{r['hf_samples_per_s']:.2f}", f"{r['hf_tokens_per_sample']:.1f}",
                       f"{r['ratio_vs_hf']:.1f}")
     console.print(table)
+
+@bench_app.command("train")
+def bench_train(
+    batch_size: int = typer.Option(16, "--batch-size", help="Examples in the benchmark batch."),
+    steps: int = typer.Option(5, "--steps", help="Timed steps per contestant, after one warm-up step; the median counts."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    data: str = typer.Option("data/csl/train.tsv", "--data",
+                             help="Training split to take the batch from (its first examples); synthetic if missing."),
+    method: list[str] = typer.Option([], "--method", help="Only these methods (repeatable); default every registered one."),
+    hidden: Optional[int] = typer.Option(None, help="Model width; default the spec default."),
+    layers: Optional[int] = typer.Option(None, help="Model depth; default the spec default."),
+    heads: Optional[int] = typer.Option(None, help="Attention heads; default the spec default."),
+    hf: bool = typer.Option(True, "--hf/--no-hf", help="Also time transformers' BertForMaskedLM on the same batch."),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="torch CPU threads; default torch's. On a busy shared machine 1 is steadier."),
+) -> None:
+    """Time a training step (forward, backward, optimizer) of each method against baseline, and our
+    baseline's tokens/s against Hugging Face transformers' BertForMaskedLM of the same size, same
+    batch, same UniLM mask, both under bf16 autocast on the CPU."""
+    import json
+
+    from .bench_train import bench_train as run_bench
+    from .methods import available
+
+    unknown = [m for m in method if m not in available()]
+    if unknown:
+        raise UserError(f"--method: unknown method {unknown[0]!r} (available: {', '.join(available())})")
+    if batch_size < 1 or steps < 1 or (threads is not None and threads < 1):
+        raise UserError("--batch-size, --steps and --threads: expected at least 1")
+    res = run_bench(batch_size, steps, data, method or None, hidden, layers, heads, hf, threads=threads)
+    if json_out:
+        typer.echo(json.dumps(res))
+        return
+    console.print(f"batch: {res['batch']}, {res['batch_size']} × {res['seq_len']} ({res['tokens']} tokens), "
+                  f"model {res['model']}, {res['threads']} threads, median of {res['steps']} steps", highlight=False)
+    t = Table(title="training step time relative to baseline (bf16 autocast, CPU)")
+    t.add_column("method")
+    t.add_column("seconds/step", justify="right")
+    t.add_column("× baseline", justify="right")
+    for name, r in res["step_ratio"].items():
+        t.add_row(name, f"{res['step_seconds'][name]:.3f}", f"{r:.2f}")
+    console.print(t)
+    if hf:
+        console.print(f"tokens/s: ours {res['tokens_per_s']:,.0f}, transformers BertForMaskedLM "
+                      f"{res['hf_tokens_per_s']:,.0f} → {res['ratio_vs_hf']:.2f}×", highlight=False)

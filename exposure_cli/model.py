@@ -258,7 +258,8 @@ class UniLM(nn.Module):
         h = self.hidden_states(batch.input_ids if input_ids is None else input_ids, batch.segment_ids,
                                batch.pad_mask, inputs_embeds=inputs_embeds)
         sel = batch.labels != -100
-        logits = self.logits(h[sel]).float()
+        logits = self.logits(h[sel])
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
         return F.cross_entropy(logits, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
 
     def num_parameters(self) -> int:

@@ -1,4 +1,4 @@
-"""Training methods against exposure bias, each a small class registered by name.
+"""The method registry and the `Method` base class.
 
 A method may override two hooks:
 - `corrupt(batch, ctx)`: change the decoder inputs before the forward pass (labels stay);
@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import torch
 
-from .batching import Batch
-from .errors import UserError
+from ..batching import Batch
+from ..errors import UserError
 
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -57,6 +57,26 @@ class Method:
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
 
+class ParamError(ValueError):
+    """A parameter value out of range; `validate_method` reports it under the parameter's key path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ParamError(key, f"expected one of {', '.join(choices)}, got {value!r}")
+
+
+def check_range(key: str, value: float, lo: float, hi: float | None = None, *, lo_open: bool = False) -> None:
+    ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        lo_s = f"{'(' if lo_open else '['}{lo}"
+        raise ParamError(key, f"expected a number in {lo_s}, {hi if hi is not None else '∞'}{']' if hi is not None else ')'}, got {value!r}")
+
+
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
@@ -75,7 +95,7 @@ def available() -> list[str]:
 
 def validate_method(name: str, params: dict, where: str = "methods") -> dict:
     """Check a method name and its parameters; return the parameters with their types converted."""
-    from .spec import _convert
+    from ..spec import _convert
 
     cls = _REGISTRY.get(name)
     if cls is None:
@@ -90,6 +110,8 @@ def validate_method(name: str, params: dict, where: str = "methods") -> dict:
         out[key] = _convert(value, hints[key], f"{where}.{name}.{key}")
     try:
         cls(**out)
+    except ParamError as e:
+        raise UserError(f"{where}.{name}.{e.key}: {e}") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}.{name}: {e}") from None
     return out

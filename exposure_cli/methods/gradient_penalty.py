@@ -1,0 +1,76 @@
+"""Gradient penalty (梯度惩罚): loss = CE + ε · Σ_i ‖∂CE/∂e_i‖².
+
+e_i is the token-embedding vector looked up at input position i; the sum runs over every real
+position of the batch, source and target. Padding positions are excluded explicitly; their
+gradient is exactly zero anyway, since no query attends to a padding key and no loss term sits on
+a padding position. CE is the batch's mean target cross-entropy (the same CE the baseline trains
+on), and the penalty is differentiated through, which needs a second-order backward
+(create_graph=True): `needs_double_backward` makes the model use the math attention backend, as
+the fused CPU kernel has no derivative of its backward.
+
+`scope`:
+- `inputs` (default, the conventional definition): the per-position input-embedding gradients only;
+- `embedding_rows` (as the authors' script computes it under TF 1.x): additionally
+  ‖∂CE/∂E‖²_F of the gradient that the tied MLM output head sends to the embedding matrix E. The
+  script squares the rows of the embedding variable's gradient, which TF 1.x forms by
+  concatenating the looked-up rows above with that dense output gradient. Here that output part
+  is the whole gradient w.r.t. E minus the looked-up rows scattered into E (what the lookup sends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..batching import Batch
+from .base import Method, StepContext, check_choice, check_range, register
+
+SCOPES = ("inputs", "embedding_rows")
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (a bf16 gradient is widened; float64 stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str = "inputs"):
+    """(ce, Σ_i ‖∂CE/∂e_i‖², ‖∂CE/∂E‖²_F of the output use or None), all differentiable."""
+    emb = model.word_embeddings
+    e = emb(batch.input_ids)
+    ce = model.target_loss(batch, inputs_embeds=e, label_smoothing=label_smoothing)
+    if scope == "inputs":
+        (g,) = torch.autograd.grad(ce, e, create_graph=True)
+    else:
+        g, g_matrix = torch.autograd.grad(ce, [e, emb.weight], create_graph=True)
+    g = g * batch.pad_mask[..., None].to(g.dtype)
+    rows = _wide(g).pow(2).sum()
+    if scope == "inputs":
+        return ce, rows, None
+    # What the lookup sends to E is the looked-up rows' gradients scattered into their token rows;
+    # the rest of E's gradient comes from the tied output head.
+    from_lookup = torch.zeros_like(g_matrix).index_add(0, batch.input_ids.flatten(), g.flatten(0, 1).to(g_matrix.dtype))
+    output = _wide(g_matrix - from_lookup).pow(2).sum()
+    return ce, rows, output
+
+
+@register
+@dataclass
+class GradientPenalty(Method):
+    name: ClassVar[str] = "gradient_penalty"
+    needs_double_backward: ClassVar[bool] = True
+    epsilon: float = 0.5
+    scope: str = "inputs"  # inputs | embedding_rows
+
+    def __post_init__(self):
+        check_range("epsilon", self.epsilon, 0.0)
+        check_choice("scope", self.scope, SCOPES)
+
+    def loss(self, model, batch: Batch, ctx: StepContext):
+        ce, rows, output = penalty_terms(model, batch, ctx.label_smoothing, self.scope)
+        pen = rows if output is None else rows + output
+        logs = {"ce": ce.item(), "penalty": pen.item()}
+        if output is not None:
+            logs["penalty_output"] = output.item()
+        return ce + self.epsilon * pen, logs

@@ -1,0 +1,369 @@
+"""Methods against independent truth: random replacement's shares and pools, the gradient penalty
+against torch.autograd.grad and finite differences, the zero-strength limits of scheduled sampling
+and FGM, a spec with every method end to end, and the training-step benchmark."""
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from typer.testing import CliRunner
+
+from exposure_cli.batching import collate
+from exposure_cli.cli import app
+from exposure_cli.errors import UserError
+from exposure_cli.methods import StepContext, available, get_method, validate_method
+from exposure_cli.methods.gradient_penalty import penalty_terms
+from exposure_cli.model import ModelConfig, UniLM
+
+ROOT = Path(__file__).resolve().parents[1]
+CSL = ROOT / "data" / "csl"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a loaded shared machine two threads that wait
+    on each other run these tests an order of magnitude slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def ctx(step=0, total=10, seed=0):
+    return StepContext(step, total, torch.Generator().manual_seed(seed), random.Random(seed))
+
+
+def tiny_model(dtype=torch.float64, vocab=40, seed=0, hidden=16, layers=2):
+    torch.manual_seed(seed)
+    m = UniLM(ModelConfig(vocab_size=vocab, hidden=hidden, layers=layers, heads=2, max_positions=64, dropout=0.0))
+    return m.to(dtype).train()
+
+
+def tiny_batch(n=4, vocab=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ex = []
+    for _ in range(n):
+        s, t = int(torch.randint(3, 9, (1,), generator=g)), int(torch.randint(2, 6, (1,), generator=g))
+        src = torch.randint(5, vocab, (s,), generator=g).tolist()
+        tgt = torch.randint(5, vocab, (t,), generator=g).tolist()
+        ex.append(([2] + src + [3] + tgt + [3], [0] * (s + 2) + [1] * (t + 1)))
+    return collate(ex)
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+def test_registry_lists_every_method_and_validates_params():
+    assert available() == ["adversarial", "baseline", "gradient_penalty", "random_replace", "scheduled_sampling"]
+    assert validate_method("random_replace", {"prob": 1, "ratio": 0.2}) == {"prob": 1.0, "ratio": 0.2}
+    bad = [("random_replace", {"rate": 0.1}, "methods.random_replace.rate: unknown parameter"),
+           ("random_replace", {"ratio": "lots"}, "methods.random_replace.ratio: expected a number"),
+           ("random_replace", {"pool": "vocab"}, "methods.random_replace.pool: expected one of target, sequence"),
+           ("gradient_penalty", {"scope": "all"}, "methods.gradient_penalty.scope: expected one of"),
+           ("scheduled_sampling", {"max_prob": 1.5}, "methods.scheduled_sampling.max_prob: expected a number in"),
+           ("adversarial", {"norm": 2}, "methods.adversarial.norm: expected a string")]
+    for name, params, msg in bad:
+        with pytest.raises(UserError, match="^" + msg.replace(".", r"\.")) as e:
+            validate_method(name, params)
+        assert "\n" not in str(e.value)
+    assert get_method("scheduled_sampling", {"schedule": "linear"}).label() == "scheduled_sampling(schedule=linear)"
+
+
+# --- random replacement ----------------------------------------------------------------------
+
+def distinct_token_batch(n, seed=0):
+    """Examples whose tokens are all distinct except [SEP], so a draw rarely equals what it replaces."""
+    g = torch.Generator().manual_seed(seed)
+    ex = []
+    for _ in range(n):
+        s, t = int(torch.randint(150, 201, (1,), generator=g)), int(torch.randint(20, 31, (1,), generator=g))
+        toks = (torch.randperm(3000, generator=g)[: s + t] + 10).tolist()
+        ex.append(([2] + toks[:s] + [3] + toks[s:] + [3], [0] * (s + 2) + [1] * (t + 1)))
+    return collate(ex)
+
+
+def test_random_replace_shares_pool_and_untouched_positions():
+    """Over 10,000 examples: corrupted share 0.5, replaced share 0.3 of candidates, draws from the pool.
+
+    Measured two ways. (1) The method's own decisions (`decide`, the hook corrupt() uses). (2) From
+    the output alone: with every token of an example distinct except [SEP], a replacement leaves the
+    token unchanged only when the draw hits the same position (or the other [SEP]), with probability
+    1/n or 2/n, n ≈ 200; the expected visible share is therefore ratio · (1 − E[q]), computed exactly
+    below. A corrupted example shows no change only with probability ≈ 0.7^31 ≈ 2e-5.
+    """
+    batch = distinct_token_batch(10_000)
+    m = get_method("random_replace", {"pool": "sequence"})
+    corrupted, replaced, _ = m.decide(batch, torch.Generator().manual_seed(1))
+    out = m.corrupt(batch, ctx(seed=1))  # the same seed: the same decisions
+    cand = (batch.segment_ids == 1) & batch.pad_mask
+    assert abs(corrupted.float().mean().item() - 0.5) < 0.02
+    assert abs(replaced[corrupted].sum().item() / cand[corrupted].sum().item() - 0.3) < 0.02
+    changed = out.input_ids != batch.input_ids
+    assert not (changed & ~replaced).any()  # every change is a replacement decision
+
+    # (2) observed, independent of decide()
+    seen = changed.any(1)
+    assert abs(seen.float().mean().item() - 0.5) < 0.02
+    n = batch.pad_mask.sum(1, keepdim=True).float()
+    q = torch.where(batch.input_ids == 3, 2 / n, 1 / n)  # chance a draw equals the token it replaces
+    expected = 0.3 * (1 - q[cand & seen[:, None]].mean().item())
+    assert abs(changed[seen].sum().item() / cand[seen].sum().item() - expected) < 0.02
+
+    # every replacement is a token of the same example; source, padding and labels untouched
+    srt = batch.input_ids.masked_fill(~batch.pad_mask, -1).sort(1).values
+    pos = torch.searchsorted(srt, out.input_ids).clamp_max(srt.shape[1] - 1)
+    assert (srt.gather(1, pos) == out.input_ids)[changed].all()
+    assert torch.equal(out.input_ids[~cand], batch.input_ids[~cand])
+    assert torch.equal(out.labels, batch.labels) and torch.equal(out.segment_ids, batch.segment_ids)
+
+
+def test_random_replace_target_pool_draws_only_target_tokens():
+    batch = distinct_token_batch(2000, seed=3)
+    out = get_method("random_replace", {"prob": 1.0, "ratio": 0.5}).corrupt(batch, ctx(seed=2))
+    cand = (batch.segment_ids == 1) & batch.pad_mask
+    changed = out.input_ids != batch.input_ids
+    assert changed.sum() > 10_000
+    srt = batch.input_ids.masked_fill(~cand, -1).sort(1).values  # the example's target tokens and [SEP]
+    pos = torch.searchsorted(srt, out.input_ids).clamp_max(srt.shape[1] - 1)
+    assert (srt.gather(1, pos) == out.input_ids)[changed].all()
+    assert torch.equal(out.input_ids[~cand], batch.input_ids[~cand])
+    # the pool includes the final [SEP]: some target tokens become [SEP]
+    assert (out.input_ids[changed] == 3).any()
+
+
+# --- gradient penalty ------------------------------------------------------------------------
+
+def independent_ce(model, batch, e):
+    """Mean target cross-entropy from full-sequence logits and a hand-written log-softmax gather."""
+    h = model.hidden_states(None, batch.segment_ids, batch.pad_mask, inputs_embeds=e)
+    logp = torch.log_softmax(model.logits(h), -1)
+    sel = batch.labels != -100
+    return -logp[sel].gather(1, batch.labels[sel][:, None]).mean()
+
+
+@pytest.mark.parametrize("scope", ["inputs", "embedding_rows"])
+def test_gradient_penalty_value_matches_autograd(scope):
+    model, batch = tiny_model(), tiny_batch()
+    model.double_backward = True
+    loss, logs = get_method("gradient_penalty", {"scope": scope}).loss(model, batch, ctx())
+
+    e = model.word_embeddings.weight.detach()[batch.input_ids].requires_grad_()
+    ce = independent_ce(model, batch, e)
+    (g,) = torch.autograd.grad(ce, e)
+    rows = g.pow(2).sum().item()
+    assert g[~batch.pad_mask].abs().max() == 0  # padding rows' gradients are exactly zero
+    expected = rows
+    if scope == "embedding_rows":
+        # the output head's use of E alone: the same head, with E replaced by a separate leaf W
+        W = model.word_embeddings.weight.detach().clone().requires_grad_()
+        h = model.hidden_states(None, batch.segment_ids, batch.pad_mask, inputs_embeds=e.detach())
+        sel = batch.labels != -100
+        logits = F.linear(model.cls.predictions.transform(h[sel]), W, model.cls.predictions.bias)
+        (gW,) = torch.autograd.grad(F.cross_entropy(logits, batch.labels[sel]), W)
+        frob = gW.pow(2).sum().item()
+        assert logs["penalty_output"] == pytest.approx(frob, rel=1e-10)
+        assert frob > 0.01 * rows  # the term is not negligible, so the check means something
+        expected = rows + frob
+    assert logs["ce"] == pytest.approx(ce.item(), rel=1e-12)
+    assert logs["penalty"] == pytest.approx(expected, rel=1e-10)
+    assert loss.item() == pytest.approx(ce.item() + 0.5 * expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("scope", ["inputs", "embedding_rows"])
+def test_gradient_penalty_gradient_matches_finite_differences(scope):
+    model, batch = tiny_model(), tiny_batch()
+    model.double_backward = True
+    method = get_method("gradient_penalty", {"epsilon": 5.0, "scope": scope})  # a penalty big enough to matter
+    model.zero_grad()
+    method.loss(model, batch, ctx())[0].backward()
+    params = dict(model.named_parameters())
+    picks = [("bert.embeddings.word_embeddings.weight", (7, 3)), ("bert.encoder.layer.0.attention.self.query.weight", (1, 2)),
+             ("bert.encoder.layer.1.intermediate.dense.weight", (5, 4)), ("bert.embeddings.LayerNorm.weight", (6,)),
+             ("cls.predictions.transform.dense.weight", (0, 9)), ("cls.predictions.bias", (12,))]
+    for name, idx in picks:
+        p, h = params[name], 1e-5
+        orig = p[idx].item()
+        p.data[idx] = orig + h
+        up = method.loss(model, batch, ctx())[0].item()
+        p.data[idx] = orig - h
+        down = method.loss(model, batch, ctx())[0].item()
+        p.data[idx] = orig
+        fd = (up - down) / (2 * h)
+        assert p.grad[idx].item() == pytest.approx(fd, rel=1e-6, abs=1e-9), name
+
+
+def test_fused_attention_has_no_double_backward_and_the_math_path_works_under_bf16():
+    model, batch = tiny_model(torch.float32), tiny_batch()
+    gp = get_method("gradient_penalty")
+    with pytest.raises(RuntimeError, match="derivative for .*not implemented"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = gp.loss(model, batch, ctx())
+        loss.backward()
+    model.double_backward = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = gp.loss(model, batch, ctx())
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_gradient_penalty_trains_under_bf16_autocast():
+    model, batch = tiny_model(torch.float32, hidden=32), tiny_batch(8)
+    model.double_backward = True
+    gp = get_method("gradient_penalty")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses, pens = [], []
+    for _ in range(40):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, logs = gp.loss(model, batch, ctx())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        pens.append(logs["penalty"])
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+# --- zero-strength limits and the extra passes -----------------------------------------------
+
+def baseline_loss_and_grads(model, batch):
+    model.zero_grad()
+    loss, _ = get_method("baseline").loss(model, batch, ctx())
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_scheduled_sampling_at_p0_and_fgm_at_eps0_reproduce_the_baseline():
+    model, batch = tiny_model(torch.float32), tiny_batch()
+    base, base_grads = baseline_loss_and_grads(model, batch)
+
+    ss = get_method("scheduled_sampling", {"schedule": "constant", "max_prob": 0.0})
+    model.zero_grad()
+    loss, logs = ss.loss(model, batch, ctx())
+    loss.backward()
+    assert logs["ss_replaced"] == 0
+    assert torch.equal(loss.detach(), base)
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), base_grads))
+
+    fgm = get_method("adversarial", {"epsilon": 0.0, "weight": 0.7})
+    model.zero_grad()
+    loss, logs = fgm.loss(model, batch, ctx())
+    loss.backward()
+    assert logs["ce"] == base.item() and logs["adv"] == base.item()  # the adversarial pass is the clean one
+    assert torch.equal(loss.detach(), base + 0.7 * base)
+    for p, g in zip(model.parameters(), base_grads):
+        torch.testing.assert_close(p.grad, 1.7 * g, rtol=1e-5, atol=1e-7)
+
+
+def test_scheduled_sampling_at_p1_feeds_the_first_pass_predictions():
+    model, batch = tiny_model(), tiny_batch()
+    ss = get_method("scheduled_sampling", {"schedule": "constant", "max_prob": 1.0})
+    loss, logs = ss.loss(model, batch, ctx())
+    # independent: full-sequence logits on gold inputs, argmax, shifted one right onto segment 1
+    with torch.no_grad():
+        pred = model(batch.input_ids, batch.segment_ids, batch.pad_mask).argmax(-1)
+    ids = batch.input_ids.clone()
+    tgt = (batch.segment_ids == 1) & batch.pad_mask
+    ids[:, 1:][tgt[:, 1:]] = pred[:, :-1][tgt[:, 1:]]
+    assert logs["ss_replaced"] == 1.0
+    assert loss.item() == pytest.approx(model.target_loss(batch, input_ids=ids).item(), rel=1e-12)
+
+
+def test_scheduled_sampling_schedules():
+    def p(schedule, f, **kw):
+        return get_method("scheduled_sampling", {"schedule": schedule, "max_prob": 0.5, **kw}).prob(int(f * 100), 100)
+
+    assert p("linear", 0) == 0 and p("linear", 0.5) == 0.25 and p("linear", 1) == 0.5
+    assert p("exponential", 0) == 0 and p("exponential", 1, k=3.0) == pytest.approx(0.5 * (1 - math.exp(-3)))
+    assert p("inverse_sigmoid", 0.3, c=0.3) == pytest.approx(0.25) and p("inverse_sigmoid", 1) == pytest.approx(0.5 / (1 + math.exp(-5)))
+    assert p("constant", 0) == 0.5
+
+
+@pytest.mark.parametrize("norm", ["batch", "example", "position"])
+def test_fgm_moves_uphill_by_epsilon_times_the_gradient_norm(norm):
+    """To first order, CE(e + ε g/‖g‖) − CE(e) = ε Σ‖g‖²/‖g‖ over each normalised group."""
+    model, batch = tiny_model(), tiny_batch()
+    eps = 1e-5
+    _, logs = get_method("adversarial", {"epsilon": eps, "norm": norm}).loss(model, batch, ctx())
+    e = model.word_embeddings.weight.detach()[batch.input_ids].requires_grad_()
+    (g,) = torch.autograd.grad(independent_ce(model, batch, e), e)
+    dims = {"batch": (0, 1, 2), "example": (1, 2), "position": (2,)}[norm]
+    rise = (g.pow(2).sum(dims) / g.pow(2).sum(dims).sqrt().clamp_min(1e-300)).sum().item()
+    assert (logs["adv"] - logs["ce"]) / eps == pytest.approx(rise, rel=1e-3)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+needs_csl = pytest.mark.skipif(not (CSL / "train.tsv").exists(), reason="prepared CSL splits not present")
+
+
+@needs_csl
+def test_a_spec_with_every_method_runs_end_to_end(tmp_path):
+    spec = {
+        "name": "methods-e2e",
+        "data": {"train": str(CSL / "train.tsv"), "dev": str(CSL / "dev.tsv"), "test": str(CSL / "test.tsv"),
+                 "train_limit": 24, "test_limit": 2},
+        "model": {"layers": 1, "hidden": 32, "heads": 2, "max_len": 64, "max_target_len": 12, "dropout": 0.0},
+        "train": {"epochs": 1, "batch_size": 12, "lr": 1e-3, "seeds": [0], "dev_size": 2, "log_every": 1},
+        "decode": {"beams": [1], "max_len": 4},
+        "methods": ["baseline", {"random_replace": {"pool": "sequence"}}, {"random_replace": {"ratio": 0.2}},
+                    "gradient_penalty", {"gradient_penalty": {"scope": "embedding_rows"}},
+                    {"scheduled_sampling": {"schedule": "linear", "max_prob": 0.5}},
+                    {"adversarial": {"epsilon": 0.5, "norm": "example"}}],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == [
+        "baseline", "random_replace(pool=sequence)", "random_replace(ratio=0.2)", "gradient_penalty",
+        "gradient_penalty(scope=embedding_rows)", "scheduled_sampling(schedule=linear, max_prob=0.5)",
+        "adversarial(epsilon=0.5, norm=example)"]
+    log = (tmp_path / "out" / "gradient_penalty" / "seed0" / "train.jsonl").read_text().splitlines()
+    assert "penalty" in json.loads(log[0])
+
+
+def test_a_bad_method_parameter_stops_the_run_with_its_key_path(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "methods": ["baseline", {"gradient_penalty": {"epsilon": "big"}}]}))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "methods[1].gradient_penalty.epsilon: expected a number, got 'big'" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+# --- benchmark -------------------------------------------------------------------------------
+
+def test_hf_peer_gets_the_same_computation():
+    """With our weights and our UniLM mask, BertForMaskedLM computes our logits: the peer is fair."""
+    pytest.importorskip("transformers")
+    from exposure_cli.bench_train import hf_logits, hf_model
+
+    model, batch = tiny_model(torch.float32).eval(), tiny_batch()
+    hf = hf_model(model).eval()
+    assert sum(p.numel() for p in hf.parameters()) == model.num_parameters()
+    ours = model(batch.input_ids, batch.segment_ids, batch.pad_mask)
+    with torch.no_grad():
+        theirs = hf_logits(hf, batch)
+    torch.testing.assert_close(theirs[batch.pad_mask], ours.detach()[batch.pad_mask], rtol=1e-4, atol=1e-4)
+
+
+def test_bench_train_json_reports_every_method_and_the_hf_ratio():
+    pytest.importorskip("transformers")
+    res = runner.invoke(app, ["bench", "train", "--json", "--batch-size", "2", "--steps", "1", "--hidden", "32",
+                              "--layers", "1", "--heads", "2", "--data", "/nonexistent"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batch"] == "synthetic"
+    assert set(out["step_ratio"]) == set(available()) and out["step_ratio"]["baseline"] == 1.0
+    assert all(v > 0 for v in out["step_ratio"].values())
+    for key in ("tokens_per_s", "hf_tokens_per_s", "ratio_vs_hf"):
+        assert out[key] > 0
+    bad = runner.invoke(app, ["bench", "train", "--method", "nope"])
+    assert bad.exit_code == 2 and "--method: unknown method 'nope'" in bad.output
