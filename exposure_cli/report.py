@@ -107,18 +107,22 @@ def csv_text(summary: dict) -> str:
 
 def rich_table(summary: dict) -> Table:
     t = Table(title=f"{summary['name']} — test set, ×100, mean ± std over seeds")
-    t.add_column("method")
+    t.add_column("method", overflow="fold")
     t.add_column("beam", justify="right")
     for m in METRICS:
         t.add_column(HEADERS[m], justify="right")
     t.add_column("seeds", justify="right")
     has_delta = any("vs_baseline" in r for r in summary["rows"])
     if has_delta:
-        t.add_column("Δ Rouge-L vs baseline [95% CI]", justify="right")
-        t.caption = "* the paired-bootstrap interval excludes 0; table.md has the interval of every metric"
+        t.add_column("Δ R-L", justify="right")
+        t.caption = ("Δ R-L: Rouge-L minus baseline's at the same beam; * its 95% paired-bootstrap interval "
+                     "excludes 0. table.md has the interval of every metric.")
     for r in summary["rows"]:
         cells = [r["method"], str(r["beam"]), *(_fmt(r, m) for m in METRICS), str(r["n_seeds"])]
-        t.add_row(*cells, *([_delta(r, "rouge_l")] if has_delta else []))
+        if has_delta:
+            d = r.get("vs_baseline", {}).get("rouge_l")
+            cells.append("" if d is None else f"{d['diff']:+.2f}" + ("*" if d["significant"] else ""))
+        t.add_row(*cells)
     return t
 
 
