@@ -26,6 +26,8 @@ from .model import ModelConfig, UniLM, unilm_mask
 from .spec import ModelSpec
 
 GRAD_CLIP = 1.0  # the spec's default
+# Non-default settings worth timing beside every method's defaults.
+VARIANTS = [("gradient_penalty", {"backward": "perturbation"})]
 
 
 def bench_batch(batch_size: int, data: str | Path | None, seed: int = 0) -> tuple[Batch, int, str]:
@@ -115,16 +117,21 @@ def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed) ->
     cfg = ModelConfig(vocab_size=vocab, hidden=hidden or m.hidden, layers=layers or m.layers, heads=heads or m.heads,
                       max_positions=m.max_len, dropout=m.dropout)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
-    names = methods or available()
-    if "baseline" not in names:
-        names = ["baseline", *names]
+    chosen = [(n, {}) for n in (methods or available())]
+    if methods is None:
+        chosen += VARIANTS
+    if "baseline" not in (methods or available()):
+        chosen = [("baseline", {}), *chosen]
     total_steps = steps + 1
 
     contestants = []
-    for name in names:
+    names = []
+    for name, params in chosen:
         torch.manual_seed(seed)
         model = UniLM(cfg).train()
-        method = get_method(name)
+        method = get_method(name, params)
+        name = method.label()
+        names.append(name)
         model.double_backward = method.needs_double_backward
         gen = torch.Generator().manual_seed(seed)
         state = {"step": 0}

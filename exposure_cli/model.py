@@ -7,13 +7,12 @@ state dict loads into it and its weights load into transformers for comparison.
 
 from __future__ import annotations
 
-import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass
@@ -64,6 +63,41 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+def dropout_mask(shape, p: float, device) -> torch.Tensor:
+    """Bernoulli(1 - p) keep-mask drawn from 16 random bits per element.
+
+    torch's bernoulli_ makes one RNG call per element and costs ~6× more here; 16 bits put the
+    keep probability within 1/65536 of 1 - p, and the draw still follows torch's seeded RNG.
+    """
+    n = math.prod(shape)
+    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    bits = bits.view(torch.int16)[:n].view(shape)
+    return bits >= round(p * 65536) - 32768
+
+
+class AttentionBias:
+    """The UniLM mask as an additive bias, for the attention written out in plain ops.
+
+    The fused attention kernels have no dropout of their own on CPU (torch falls back to a slow
+    path) and no double backward; this path has both, cheaply: the bias is built once per forward
+    in the compute dtype, softmax runs in that dtype, and dropout masks come from `dropout_mask`.
+    """
+
+    def __init__(self, mask: torch.Tensor, dtype: torch.dtype):
+        self.bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+
+    def attend(self, q, k, v, dropout_p: float):
+        dtype = self.bias.dtype
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + self.bias
+        with torch.autocast(q.device.type, enabled=False):  # autocast would widen softmax to fp32
+            probs = torch.softmax(scores, dim=-1)
+            if dropout_p > 0:
+                keep = dropout_mask(probs.shape, dropout_p, probs.device).to(dtype).mul_(1.0 / (1.0 - dropout_p))
+                probs = probs * keep  # one multiply forward, one per backward order
+            return torch.matmul(probs, v)
+
+
 class BertSelfAttention(nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
@@ -90,8 +124,10 @@ class BertSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if isinstance(mask, AttentionBias):
+            y = mask.attend(q, k, v, self.dropout_p if self.training else 0.0)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, H, L, D = y.shape
         return y.transpose(1, 2).reshape(B, L, H * D)
 
@@ -196,6 +232,11 @@ class BertOnlyMLMHead(nn.Module):
         self.predictions = BertLMPredictionHead(c, word_embeddings)
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    t = x.device.type
+    return torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else x.dtype
+
+
 class UniLM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -224,10 +265,6 @@ class UniLM(nn.Module):
     def word_embeddings(self) -> nn.Embedding:
         return self.bert.embeddings.word_embeddings
 
-    def attention_context(self):
-        """The math SDPA backend is built from differentiable ops, so it has a double backward."""
-        return sdpa_kernel([SDPBackend.MATH]) if self.double_backward else contextlib.nullcontext()
-
     def hidden_states(self, input_ids=None, segment_ids=None, pad_mask=None, *, inputs_embeds=None,
                       position_ids=None, attn_mask=None, caches=None):
         """Final-layer hidden states (B, L, H). `inputs_embeds` replaces the token lookup."""
@@ -239,8 +276,9 @@ class UniLM(nn.Module):
         if attn_mask is None:
             attn_mask = unilm_mask(segment_ids, pad_mask)
         x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
-        with self.attention_context():
-            return self.bert.encoder(x, attn_mask, caches)
+        if (self.training and self.config.dropout > 0) or self.double_backward:
+            attn_mask = AttentionBias(attn_mask, _compute_dtype(x))
+        return self.bert.encoder(x, attn_mask, caches)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.cls.predictions(hidden)

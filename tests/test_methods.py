@@ -361,9 +361,43 @@ def test_bench_train_json_reports_every_method_and_the_hf_ratio():
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["batch"] == "synthetic"
-    assert set(out["step_ratio"]) == set(available()) and out["step_ratio"]["baseline"] == 1.0
+    assert set(out["step_ratio"]) == set(available()) | {"gradient_penalty(backward=perturbation)"}
+    assert out["step_ratio"]["baseline"] == 1.0
     assert all(v > 0 for v in out["step_ratio"].values())
     for key in ("tokens_per_s", "hf_tokens_per_s", "ratio_vs_hf"):
         assert out[key] > 0
     bad = runner.invoke(app, ["bench", "train", "--method", "nope"])
     assert bad.exit_code == 2 and "--method: unknown method 'nope'" in bad.output
+
+
+def test_gradient_penalty_perturbation_gradient_approximates_the_exact_one(shared_data):
+    # Independent truth: the exact double-backward gradient, fp64, on real CSL examples at a
+    # realistic batch size (the approximation is first order in ε‖g‖, and g, the gradient of a
+    # batch-mean loss, is small only when the batch has hundreds of target tokens, as in training).
+    from exposure_cli.bench_train import bench_batch
+
+    batch, vocab, _ = bench_batch(16, shared_data / "raw/clge/csl/val.tsv")
+    exact = get_method("gradient_penalty")
+    approx = get_method("gradient_penalty", {"backward": "perturbation"})
+    assert exact.needs_double_backward and not approx.needs_double_backward
+    grads, logs = {}, {}
+    for key, method in [("exact", exact), ("approx", approx), ("baseline", get_method("baseline"))]:
+        torch.manual_seed(0)
+        model = UniLM(ModelConfig(vocab_size=vocab, hidden=32, layers=2, heads=2, dropout=0.0)).double()
+        model.double_backward = method.needs_double_backward
+        loss, logs[key] = method.loss(model, batch, ctx())
+        loss.backward()
+        grads[key] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    penalty_part = grads["exact"] - grads["baseline"]
+    err = (grads["approx"] - grads["exact"]).norm()
+    print(f"error / penalty part {err / penalty_part.norm():.4f}, error / gradient {err / grads['exact'].norm():.4f}")
+    assert err <= 0.15 * penalty_part.norm()  # the penalty's own gradient, within 15%
+    assert err <= 0.03 * grads["exact"].norm()  # the step taken, within 3%
+    assert (grads["approx"] - grads["baseline"]).norm() > 0.5 * penalty_part.norm()  # not just baseline
+    assert logs["approx"]["penalty"] == pytest.approx(logs["exact"]["penalty"], rel=1e-10)
+    assert logs["approx"]["ce"] == pytest.approx(logs["exact"]["ce"], rel=1e-12)
+
+
+def test_gradient_penalty_perturbation_rejects_the_scripted_scope():
+    with pytest.raises(UserError, match="methods.gradient_penalty.backward: perturbation supports only scope: inputs"):
+        validate_method("gradient_penalty", {"backward": "perturbation", "scope": "embedding_rows"}, "methods")

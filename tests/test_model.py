@@ -95,3 +95,28 @@ def test_target_loss_counts_only_target_positions():
         logp = torch.log_softmax(model(b.input_ids, b.segment_ids, b.pad_mask), -1)
         expected = -torch.stack([logp[0, 3, 12], logp[0, 4, 13], logp[0, 5, 3], logp[1, 2, 15], logp[1, 3, 3]]).mean()
         assert torch.allclose(model.target_loss(b), expected, atol=1e-5)
+
+
+def test_dropout_mask_keeps_one_minus_p_and_follows_the_seed():
+    from exposure_cli.model import dropout_mask
+
+    torch.manual_seed(0)
+    a = dropout_mask((64, 1000, 33), 0.1, "cpu")
+    torch.manual_seed(0)
+    b = dropout_mask((64, 1000, 33), 0.1, "cpu")
+    assert torch.equal(a, b) and a.shape == (64, 1000, 33)
+    keep = a.float().mean().item()
+    assert abs(keep - 0.9) < 0.002  # 2.1M draws: the binomial std is 0.0002
+    rows = a.float().mean((1, 2))
+    assert rows.std() < 0.002  # no structure from reusing bits
+
+
+def test_plain_attention_path_equals_the_fused_one_without_dropout():
+    torch.manual_seed(0)
+    model = UniLM(ModelConfig(vocab_size=20, hidden=32, layers=2, heads=4, dropout=0.0)).eval()
+    b = _example_batch()
+    with torch.no_grad():
+        fused = model(b.input_ids, b.segment_ids, b.pad_mask)
+        model.double_backward = True  # routes attention through AttentionBias
+        plain = model(b.input_ids, b.segment_ids, b.pad_mask)
+    assert torch.allclose(fused[b.pad_mask], plain[b.pad_mask], atol=1e-5)
