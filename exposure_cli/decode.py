@@ -24,8 +24,10 @@ def study_beam_search(model, src_ids: list[int], beam: int, max_len: int, sep_id
         n = out.shape[0]
         ids = torch.cat([src.expand(n, -1), out], 1)
         seg = torch.cat([torch.zeros_like(src).expand(n, -1), torch.ones_like(out)], 1)
-        h = model.hidden_states(ids, seg, torch.ones_like(ids, dtype=torch.bool))[:, -1]
-        logp = torch.log(torch.softmax(model.logits(h).float(), -1) + 1e-12)
+        pad = torch.ones_like(ids, dtype=torch.bool)
+        h = model.hidden_states(ids, seg, pad)
+        memory = model.source_memory(h[:, : src.shape[1]], ids, seg, pad)
+        logp = torch.log(model.log_probs(h[:, -1:], memory)[:, 0].exp() + 1e-12)
         cand = (scores[:, None] + logp).flatten()
         top = torch.topk(cand, k)
         V = logp.shape[1]
