@@ -264,9 +264,13 @@ def _bound(score: float, length: int, max_len: int, alpha: float) -> float:
 # ------------------------------------------------------------------------------------ the model
 
 
-def log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """log(p + 1e-12), the study's per-token score, in fp32."""
-    return torch.log(torch.softmax(logits.float(), -1) + LOG_EPS)
+def log_probs(model, hidden: torch.Tensor, memory=None) -> torch.Tensor:
+    """log(p + 1e-12), the study's per-token score, in fp32, from final hidden states (B, T, H).
+
+    p is the model's next-token distribution (`UniLM.log_probs`: the MLM head's softmax, mixed
+    with the copy pointer over the source when the model has one).
+    """
+    return torch.log(model.log_probs(hidden, memory).float().exp() + LOG_EPS)
 
 
 class UniLMStep:
@@ -294,6 +298,8 @@ class UniLMStep:
             # Source positions see every real source position; padding rows too (their output is unused).
             h = m.hidden_states(ids, torch.zeros_like(ids), pad, position_ids=torch.arange(S, device=dev).expand_as(ids),
                                 attn_mask=pad[:, None, None, :], caches=self.caches)
+            # What the copy pointer reads of the source, computed once (None without a copy head).
+            self.memory = m.source_memory(h, ids, torch.zeros_like(ids), pad)
             self.visible = pad[:, None, :]  # (E, K=1, C): the cache columns each slot may see
             if self.new_columns:
                 for c in self.caches:
@@ -303,7 +309,7 @@ class UniLMStep:
                     c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
                     c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
             h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
-            return log_probs(m.logits(h))[:, None, :]
+            return log_probs(m, h[:, None, :], self.memory)
         if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
             keep = torch.tensor(state.keep, device=dev)
             for c in self.caches:
@@ -311,6 +317,8 @@ class UniLMStep:
                     if name in c:
                         c[name] = c[name].index_select(0, keep)
             self.visible, self.src_len = self.visible.index_select(0, keep), self.src_len.index_select(0, keep)
+            if self.memory is not None:
+                self.memory = tuple(t.index_select(0, keep) for t in self.memory)
         parents, last = state.parents.to(dev), state.last.to(dev)
         E, K = last.shape
         C = self.visible.shape[2]
@@ -320,7 +328,7 @@ class UniLMStep:
         h = m.hidden_states(last, torch.ones_like(last), None, position_ids=pos, attn_mask=vis[:, None],
                             caches=self.caches)
         self.visible = vis
-        return log_probs(m.logits(h))
+        return log_probs(m, h, self.memory)
 
 
 @torch.inference_mode()

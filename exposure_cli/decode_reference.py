@@ -20,8 +20,10 @@ def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     n = out.shape[0]
     ids = torch.cat([src.expand(n, -1), out], 1)
     seg = torch.cat([torch.zeros_like(src).expand(n, -1), torch.ones_like(out)], 1)
-    h = model.hidden_states(ids, seg, torch.ones_like(ids, dtype=torch.bool))[:, -1]
-    return log_probs(model.logits(h))
+    pad = torch.ones_like(ids, dtype=torch.bool)
+    h = model.hidden_states(ids, seg, pad)
+    memory = model.source_memory(h[:, : src.shape[1]], ids, seg, pad)
+    return log_probs(model, h[:, -1:], memory)[:, 0]
 
 
 def _block(logp: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:

@@ -27,6 +27,10 @@ class ModelConfig:
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     pad_id: int = 0
+    # Pre-LN blocks (LayerNorm on each sublayer's input) instead of BERT's post-LN; same parameters.
+    pre_ln: bool = False
+    # A pointer over the source mixed into the output distribution (`cls.copy.*`); see `log_probs`.
+    copy: bool = False
 
     @property
     def ffn(self) -> int:
@@ -138,8 +142,11 @@ class BertSelfOutput(nn.Module):
         self.dense = nn.Linear(c.hidden, c.hidden)
         self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        self.pre_ln = c.pre_ln
 
     def forward(self, h, x):
+        if self.pre_ln:  # LayerNorm was applied to the sublayer's input (BertAttention)
+            return self.dropout(self.dense(h)) + x
         return self.LayerNorm(self.dropout(self.dense(h)) + x)
 
 
@@ -150,6 +157,8 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(c)
 
     def forward(self, x, mask, cache=None):
+        if self.output.pre_ln:
+            return self.output(self.self(self.output.LayerNorm(x), mask, cache), x)
         return self.output(self.self(x, mask, cache), x)
 
 
@@ -168,13 +177,16 @@ class BertOutput(nn.Module):
         self.dense = nn.Linear(c.ffn, c.hidden)
         self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        self.pre_ln = c.pre_ln
 
     def forward(self, h, x):
+        if self.pre_ln:  # LayerNorm was applied to the sublayer's input (BertLayer)
+            return self.dropout(self.dense(h)) + x
         return self.LayerNorm(self.dropout(self.dense(h)) + x)
 
 
 class BertLayer(nn.Module):
-    """Post-LN transformer block, BERT's layout."""
+    """Post-LN transformer block, BERT's layout; with `pre_ln` each LayerNorm moves to its sublayer's input."""
 
     def __init__(self, c: ModelConfig):
         super().__init__()
@@ -184,6 +196,8 @@ class BertLayer(nn.Module):
 
     def forward(self, x, mask, cache=None):
         a = self.attention(x, mask, cache)
+        if self.output.pre_ln:
+            return self.output(self.intermediate(self.output.LayerNorm(a)), a)
         return self.output(self.intermediate(a), a)
 
 
@@ -226,10 +240,24 @@ class BertLMPredictionHead(nn.Module):
         return F.linear(self.transform(x), self._tied[0].weight, self.bias)
 
 
+class CopyHead(nn.Module):
+    """A pointer over the source (See et al., 2017): attention of a position over the source's final
+    hidden states, and a gate p_gen mixing the vocabulary distribution with the attention mass of
+    each source token."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.query = nn.Linear(c.hidden, c.hidden)
+        self.key = nn.Linear(c.hidden, c.hidden)
+        self.gate = nn.Linear(c.hidden, 1)
+
+
 class BertOnlyMLMHead(nn.Module):
     def __init__(self, c: ModelConfig, word_embeddings: nn.Embedding):
         super().__init__()
         self.predictions = BertLMPredictionHead(c, word_embeddings)
+        if c.copy:
+            self.copy = CopyHead(c)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -283,6 +311,41 @@ class UniLM(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.cls.predictions(hidden)
 
+    def source_memory(self, hidden, input_ids, segment_ids, pad_mask):
+        """What `log_probs` needs of the source: None without the copy head, else a tuple of tensors
+        whose first dimension is the batch (reorder beams with `tuple(t[idx] for t in memory)`).
+
+        `hidden` (B, S, H) are final hidden states of any prefix holding `[CLS] source [SEP]`
+        (under the UniLM mask they do not depend on the target); the pointer may pick any real
+        segment-0 position (padding excluded, whichever side it is on).
+        """
+        if not self.config.copy:
+            return None
+        S = hidden.shape[1]
+        ids = input_ids[:, :S]
+        mask = (segment_ids[:, :S] == 0) & pad_mask[:, :S]
+        return self.cls.copy.key(hidden), ids, mask
+
+    def log_probs(self, hidden: torch.Tensor, memory=None) -> torch.Tensor:
+        """Log-probabilities (float32, (..., V)) of the next token from final hidden states.
+
+        Without the copy head this is log_softmax of the MLM head. With it, `memory` comes from
+        `source_memory`, `hidden` is (B, T, H) and p = g·softmax(logits) + (1 − g)·(attention mass
+        on the source positions holding each token).
+        """
+        logits = self.logits(hidden)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
+        if not self.config.copy:
+            return F.log_softmax(logits, -1)
+        keys, ids, mask = memory
+        head = self.cls.copy
+        scores = torch.matmul(head.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
+        attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
+        g = torch.sigmoid(head.gate(hidden).to(logits.dtype))
+        p = g * torch.softmax(logits, -1)
+        p = p.scatter_add(-1, ids[:, None, :].expand(-1, hidden.shape[1], -1), (1 - g) * attn)
+        return p.clamp_min(1e-20).log()
+
     def forward(self, input_ids, segment_ids, pad_mask, **kw) -> torch.Tensor:
         return self.logits(self.hidden_states(input_ids, segment_ids, pad_mask, **kw))
 
@@ -296,9 +359,19 @@ class UniLM(nn.Module):
         h = self.hidden_states(batch.input_ids if input_ids is None else input_ids, batch.segment_ids,
                                batch.pad_mask, inputs_embeds=inputs_embeds)
         sel = batch.labels != -100
-        logits = self.logits(h[sel])
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
-        return F.cross_entropy(logits, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
+        if not self.config.copy:
+            logp = self.log_probs(h[sel])
+        else:  # the copy head needs (B, T, H): gather each row's target-predicting positions
+            first = sel.float().argmax(1)
+            T = int(sel.sum(1).max())
+            pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
+            valid = torch.gather(sel, 1, pos)
+            ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
+            memory = self.source_memory(h, batch.input_ids if input_ids is None else input_ids,
+                                        batch.segment_ids, batch.pad_mask)
+            logp = self.log_probs(ht, memory)[valid]
+        # Cross-entropy of log-probabilities: log_softmax leaves them unchanged.
+        return F.cross_entropy(logp, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

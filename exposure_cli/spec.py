@@ -41,6 +41,8 @@ class ModelSpec:
     max_source_len: int | None = None  # source characters kept; default max_len - max_target_len - 2
     max_target_len: int = 32  # target positions including the final [SEP]
     vocab_min_freq: int = 1  # characters seen fewer times in train become [UNK]
+    pre_ln: bool = False  # LayerNorm before each sublayer instead of after (same parameters)
+    copy: bool = False  # mix a pointer over the source into the output distribution (scratch profile)
 
     def source_len(self) -> int:
         return self.max_source_len if self.max_source_len is not None else self.max_len - self.max_target_len - 2

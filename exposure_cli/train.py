@@ -72,7 +72,8 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 def build_model(spec: Spec, vocab_size: int) -> UniLM:
     m = spec.model
     return UniLM(ModelConfig(vocab_size=vocab_size, hidden=m.hidden, layers=m.layers, heads=m.heads,
-                             intermediate=m.intermediate, max_positions=m.max_len, dropout=m.dropout))
+                             intermediate=m.intermediate, max_positions=m.max_len, dropout=m.dropout,
+                             pre_ln=m.pre_ln, copy=m.copy))
 
 
 def load_split(path: str, limit: int | None = None):

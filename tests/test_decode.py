@@ -35,19 +35,17 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """A 2 × 64 UniLM trained for 300 steps on real CSL pairs: a peaked, non-trivial distribution."""
-    train = read_pairs("data/csl/train.tsv")
+def _train_small(prepared_data, steps=300, **options):
+    train = read_pairs(prepared_data / "csl/train.tsv")
     tok = CharTokenizer.build(t for p in train for t in (p.source, p.target))
     torch.manual_seed(0)
     model = UniLM(ModelConfig(vocab_size=len(tok), hidden=64, layers=2, heads=2, max_positions=MAX_SOURCE + 2 + MAX_TARGET,
-                              dropout=0.0))
+                              dropout=0.0, **options))
     ex = encode_examples(tok, train, MAX_SOURCE, MAX_TARGET)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     rng = random.Random(0)
     model.train()
-    for _ in range(300):
+    for _ in range(steps):
         batch = collate(rng.sample(ex, 16), tok.pad_id)
         loss = model.target_loss(batch)
         opt.zero_grad()
@@ -59,11 +57,23 @@ def trained():
 
 
 @pytest.fixture(scope="module")
-def sources(trained):
+def trained(prepared_data):
+    """A 2 × 64 UniLM trained for 300 steps on real CSL pairs: a peaked, non-trivial distribution."""
+    return _train_small(prepared_data)
+
+
+@pytest.fixture(scope="module")
+def trained_copy(prepared_data):
+    """The same with the CPU profile's options: a copy pointer over the source and pre-LN blocks."""
+    return _train_small(prepared_data, steps=200, copy=True, pre_ln=True)
+
+
+@pytest.fixture(scope="module")
+def sources(trained, prepared_data):
     """Real dev sources cut to very different lengths (3 … 160 characters), so batches mix them."""
     _, tok = trained
     cuts = [3, 160, 20, 90, 8, 140, 45, 160, 1, 120]
-    texts = [p.source[: cuts[i % len(cuts)]] for i, p in enumerate(read_pairs("data/csl/dev.tsv")[:240])]
+    texts = [p.source[: cuts[i % len(cuts)]] for i, p in enumerate(read_pairs(prepared_data / "csl/dev.tsv")[:240])]
     return [tok.encode_pair(t, None, MAX_SOURCE, 0)[0] for t in texts]
 
 
@@ -87,6 +97,15 @@ def test_study_search_matches_full_recompute(trained, sources, beam, n):
     assert_same(ours, theirs, f"study beam {beam}")
     lengths = {len(s) for s in srcs}
     assert min(lengths) <= 5 and max(lengths) == MAX_SOURCE + 2  # very different lengths, in the same batches
+
+
+@pytest.mark.parametrize("beam,n", [(1, 60), (2, 40), (3, 40)])
+def test_copy_model_search_matches_full_recompute(trained_copy, sources, beam, n):
+    model, tok = trained_copy
+    srcs = sources[:n]
+    ours = generate_ids(model, srcs, beam, MAX_LEN, tok.sep_id, batch_size=16)
+    theirs = [ref.study_beam_search(model, s, beam, MAX_LEN, tok.sep_id) for s in srcs]
+    assert_same(ours, theirs, f"copy model, study beam {beam}")
 
 
 @pytest.mark.parametrize("beam,n,alpha", [(1, 60, 0.0), (2, 80, 0.0), (3, 60, 1.0), (4, 30, 0.6)])
@@ -132,9 +151,9 @@ def test_batching_does_not_change_results(trained, sources):
     assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in c], "preallocated vs concatenated cache")
 
 
-def test_decode_texts_runs_under_bf16_autocast(trained, sources):
+def test_decode_texts_runs_under_bf16_autocast(trained, sources, prepared_data):
     model, tok = trained
-    texts = [p.source for p in read_pairs("data/csl/dev.tsv")[:12]]
+    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:12]]
     fp32 = decode_texts(model, tok, texts, 1, MAX_SOURCE, MAX_LEN)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN, batch_size=5)
@@ -286,9 +305,9 @@ def run_dir(trained, tmp_path):
     return d
 
 
-def test_generate_file_and_nbest(trained, run_dir, tmp_path):
+def test_generate_file_and_nbest(trained, run_dir, tmp_path, prepared_data):
     model, tok = trained
-    texts = [p.source for p in read_pairs("data/csl/dev.tsv")[:5]]
+    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:5]]
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = tmp_path / "out.txt"
