@@ -54,12 +54,7 @@ class Pair:
 def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
     """Entries of a tab-separated manifest whose header names the columns (order is free)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: manifest not found") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: manifest is not valid UTF-8 ({e.reason})") from None
+    text = fileio.read_text(path, "manifest")
     lines = [ln.removesuffix("\r") for ln in text.split("\n")]
     if not lines or not lines[0].strip():
         raise UserError(f"{path}:1: manifest must start with a header line: {chr(9).join(MANIFEST_COLUMNS)}")

@@ -53,3 +53,16 @@ def torch_save(path, obj: Any) -> Path:
     import torch
 
     return _atomic(path, lambda p: torch.save(obj, p))
+
+
+def read_text(path, what: str = "file") -> str:
+    """A UTF-8 text file, or a one-line UserError naming the path: missing, or not UTF-8 (and where)."""
+    from .errors import UserError
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None

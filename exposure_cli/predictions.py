@@ -24,13 +24,7 @@ def write_predictions(path: Path, sources: list[str], refs: list[str], preds: li
 
 
 def read_lines(path: Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    text = fileio.read_text(path)
     # Split on "\n" only: str.splitlines would also break on characters like U+2028 inside a text.
     lines = text.split("\n")
     if lines and lines[-1] == "":

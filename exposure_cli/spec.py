@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import fileio
 from .errors import UserError
 
 
@@ -237,12 +238,7 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: spec file not found") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = fileio.read_text(path, "spec file")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -118,7 +118,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
 
     rng = random.Random(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    state = {"epoch": 0, "step": 0, "best_bleu": -1.0, "best_epoch": 0, "train_seconds": 0.0}
+    state = {"epoch": 0, "step": 0, "best_bleu": -1.0, "best_epoch": 0, "train_seconds": 0.0, "dev_seconds": 0.0}
     last = run_dir / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
@@ -164,7 +164,8 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
                     log.write(json.dumps({"step": state["step"], "epoch": epoch + 1, "loss": loss.item(), **logs,
                                           "lr": sched.get_last_lr()[0], "tokens_per_s": tps}) + "\n")
                     log.flush()
-            state["train_seconds"] += time.perf_counter() - t0
+            t_dev = time.perf_counter()
+            state["train_seconds"] += t_dev - t0
 
             # Model selection, as in the study: greedy-decode the dev set, keep the best BLEU.
             progress.update(task, info=f"ep {epoch + 1}/{spec.train.epochs} decoding dev")
@@ -173,6 +174,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
                                      spec.decode.max_len, device, batch_size=spec.decode.batch_size)
             dev = study_scores(preds, [p.target for p in dev_pairs])
             state["epoch"] = epoch + 1
+            state["dev_seconds"] = state.get("dev_seconds", 0.0) + time.perf_counter() - t_dev
             improved = dev["bleu"] > state["best_bleu"]
             if improved:
                 state["best_bleu"], state["best_epoch"] = dev["bleu"], epoch + 1
@@ -218,6 +220,7 @@ def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, meth
     metrics = {"method": label, "method_name": method_spec.name, "params": method_spec.params, "seed": seed,
                "best_epoch": state["best_epoch"], "dev_bleu": state["best_bleu"], "epochs": state["epoch"],
                "train_seconds": round(state["train_seconds"], 2),
+               "dev_seconds": round(state.get("dev_seconds", 0.0), 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
     fileio.write_json(run_dir / "metrics.json", metrics)
     (run_dir / "last.pt").unlink(missing_ok=True)  # the finished run needs only best.pt
