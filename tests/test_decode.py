@@ -334,7 +334,6 @@ def test_generate_without_checkpoint(run_dir):
 
 
 def test_bench_decode_json():
-    pytest.importorskip("transformers")
     r = runner.invoke(app, ["bench", "decode", "--json", "--n", "2", "--naive-n", "1", "--beam", "2",
                             "--source-len", "16", "--max-len", "4"])
     assert r.exit_code == 0, r.output

@@ -20,8 +20,6 @@ from exposure_cli.methods import StepContext, available, get_method, validate_me
 from exposure_cli.methods.gradient_penalty import penalty_terms
 from exposure_cli.model import ModelConfig, UniLM
 
-ROOT = Path(__file__).resolve().parents[1]
-CSL = ROOT / "data" / "csl"
 runner = CliRunner()
 
 
@@ -299,11 +297,8 @@ def test_fgm_moves_uphill_by_epsilon_times_the_gradient_norm(norm):
 
 # --- end to end ------------------------------------------------------------------------------
 
-needs_csl = pytest.mark.skipif(not (CSL / "train.tsv").exists(), reason="prepared CSL splits not present")
-
-
-@needs_csl
-def test_a_spec_with_every_method_runs_end_to_end(tmp_path):
+def test_a_spec_with_every_method_runs_end_to_end(tmp_path, prepared_data):
+    CSL = prepared_data / "csl"
     spec = {
         "name": "methods-e2e",
         "data": {"train": str(CSL / "train.tsv"), "dev": str(CSL / "dev.tsv"), "test": str(CSL / "test.tsv"),
@@ -342,7 +337,6 @@ def test_a_bad_method_parameter_stops_the_run_with_its_key_path(tmp_path):
 
 def test_hf_peer_gets_the_same_computation():
     """With our weights and our UniLM mask, BertForMaskedLM computes our logits: the peer is fair."""
-    pytest.importorskip("transformers")
     from exposure_cli.bench_train import hf_logits, hf_model
 
     model, batch = tiny_model(torch.float32).eval(), tiny_batch()
@@ -355,7 +349,6 @@ def test_hf_peer_gets_the_same_computation():
 
 
 def test_bench_train_json_reports_every_method_and_the_hf_ratio():
-    pytest.importorskip("transformers")
     res = runner.invoke(app, ["bench", "train", "--json", "--batch-size", "2", "--steps", "1", "--hidden", "32",
                               "--layers", "1", "--heads", "2", "--data", "/nonexistent"])
     assert res.exit_code == 0, res.output
