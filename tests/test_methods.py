@@ -5,7 +5,6 @@ and FGM, a spec with every method end to end, and the training-step benchmark.""
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
