@@ -304,7 +304,7 @@ class UniLM(nn.Module):
         if attn_mask is None:
             attn_mask = unilm_mask(segment_ids, pad_mask)
         x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
-        if (self.training and self.config.dropout > 0) or self.double_backward:
+        if self.training and (self.config.dropout > 0 or self.double_backward):
             attn_mask = AttentionBias(attn_mask, _compute_dtype(x))
         return self.bert.encoder(x, attn_mask, caches)
 

@@ -94,7 +94,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
 
     train_pairs = load_split(spec.data.train, spec.data.train_limit)
     dev_pairs = load_split(spec.data.dev, spec.train.dev_size)
-    test_pairs = load_split(spec.data.test, spec.data.test_limit)
+    test_pairs = load_split(spec.data.test, spec.data.test_limit)  # read now: a bad file fails before training
 
     vocab_path = run_dir / "vocab.txt"
     if vocab_path.exists():
@@ -188,7 +188,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
                                      "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                                      "state": state})
             progress.update(task, info=f"ep {epoch + 1} dev bleu {dev['bleu']:.2f} (best {state['best_bleu']:.2f})")
-        return evaluate_run(spec, run_dir, tok, label, method_spec, seed, state, device, progress, task)
+        return evaluate_run(spec, run_dir, tok, label, method_spec, seed, state, device, progress, task, test_pairs)
     finally:
         log.close()
         if own_progress:
@@ -203,11 +203,10 @@ def decode_options(spec: Spec) -> dict:
 
 
 def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, method_spec: MethodSpec, seed: int,
-                 state: dict, device, progress, task) -> dict:
+                 state: dict, device, progress, task, test_pairs) -> dict:
     ck = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
     model = UniLM(ModelConfig(**ck["config"])).to(device)
     model.load_state_dict(ck["model"])
-    test_pairs = load_split(spec.data.test, spec.data.test_limit)
     sources, refs = [p.source for p in test_pairs], [p.target for p in test_pairs]
     t0 = time.perf_counter()
     beams = {}

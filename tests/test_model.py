@@ -113,10 +113,10 @@ def test_dropout_mask_keeps_one_minus_p_and_follows_the_seed():
 
 def test_plain_attention_path_equals_the_fused_one_without_dropout():
     torch.manual_seed(0)
-    model = UniLM(ModelConfig(vocab_size=20, hidden=32, layers=2, heads=4, dropout=0.0)).eval()
+    model = UniLM(ModelConfig(vocab_size=20, hidden=32, layers=2, heads=4, dropout=0.0)).train()
     b = _example_batch()
     with torch.no_grad():
         fused = model(b.input_ids, b.segment_ids, b.pad_mask)
-        model.double_backward = True  # routes attention through AttentionBias
+        model.double_backward = True  # in training, routes attention through AttentionBias
         plain = model(b.input_ids, b.segment_ids, b.pad_mask)
     assert torch.allclose(fused[b.pad_mask], plain[b.pad_mask], atol=1e-5)
