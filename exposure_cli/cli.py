@@ -259,6 +259,7 @@ def bench_score(
     console.print(table)
     console.print(f"ratio {result['ratio']:.1f}x; largest per-example difference {result['max_abs_diff']:.2g}")
 
+
 @app.command()
 def generate(
     run_dir: Path = typer.Argument(..., help="A run directory holding spec.yaml, vocab.txt and best.pt."),
@@ -286,15 +287,7 @@ def generate(
     k = beam or max(spec.decode.beams)
     if (strategy or spec.decode.strategy) == "standard" and n_best > k:
         raise UserError(f"--n-best {n_best}: at most the beam ({k}) with the standard strategy")
-    if input_ == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(input_).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"{input_}: input file not found") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"{input_}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = sys.stdin.read() if input_ == "-" else fileio.read_text(input_, "input file")
     sources = text.splitlines()
     lines = generate_lines(model, tok, spec, sources, k, n_best, dev, strategy)
     out = "".join(line + "\n" for line in lines)
@@ -356,6 +349,7 @@ def bench_decode(
         table.add_row("transformers generate", f"{r['hf_samples_per_s']:.2f}", f"{r['hf_tokens_per_sample']:.1f}",
                       f"{r['ratio_vs_hf']:.1f}")
     console.print(table)
+
 
 @bench_app.command("train")
 def bench_train(
