@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import yaml
 
 from .decode import decode_hypotheses
 from .errors import UserError
-from .model import ModelConfig, UniLM
+from .model import UniLM
 from .spec import Spec, spec_from_dict
 from .tokenizer import CharTokenizer
 
@@ -35,15 +34,13 @@ def load_run(run_dir: str | Path, device) -> tuple[UniLM, CharTokenizer, Spec]:
         raise UserError(f"{run_dir / 'spec.yaml'}: {e}") from None
     tok = CharTokenizer.load(run_dir / "vocab.txt")
     try:
-        ck = torch.load(best, map_location=device, weights_only=False)
-        model = UniLM(ModelConfig(**ck["config"]))
-        model.load_state_dict(ck["model"])
+        model = UniLM.from_checkpoint(best, device)
     except Exception as e:  # a truncated or foreign file
         raise UserError(f"{best}: not a usable checkpoint ({type(e).__name__}: {e})") from None
     if model.config.vocab_size != len(tok):
         raise UserError(f"{run_dir}: vocab.txt has {len(tok)} tokens but best.pt was trained with "
                         f"{model.config.vocab_size}")
-    return model.to(device).eval(), tok, spec
+    return model.eval(), tok, spec
 
 
 def generate_lines(model, tok: CharTokenizer, spec: Spec, sources: list[str], beam: int, n_best: int, device,

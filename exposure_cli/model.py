@@ -136,18 +136,28 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, L, H * D)
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, c: ModelConfig):
+class _DenseResidual(nn.Module):
+    """dense → dropout → + residual → LayerNorm: the output sublayer of attention and of the FFN.
+
+    With `pre_ln` the LayerNorm is applied to the sublayer's input instead (by BertAttention and
+    BertLayer), so here only the residual sum remains; the parameters are the same either way.
+    """
+
+    def __init__(self, c: ModelConfig, d_in: int):
         super().__init__()
-        self.dense = nn.Linear(c.hidden, c.hidden)
+        self.dense = nn.Linear(d_in, c.hidden)
         self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
         self.pre_ln = c.pre_ln
 
     def forward(self, h, x):
-        if self.pre_ln:  # LayerNorm was applied to the sublayer's input (BertAttention)
-            return self.dropout(self.dense(h)) + x
-        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+        y = self.dropout(self.dense(h)) + x
+        return y if self.pre_ln else self.LayerNorm(y)
+
+
+class BertSelfOutput(_DenseResidual):
+    def __init__(self, c: ModelConfig):
+        super().__init__(c, c.hidden)
 
 
 class BertAttention(nn.Module):
@@ -171,18 +181,9 @@ class BertIntermediate(nn.Module):
         return F.gelu(self.dense(x))
 
 
-class BertOutput(nn.Module):
+class BertOutput(_DenseResidual):
     def __init__(self, c: ModelConfig):
-        super().__init__()
-        self.dense = nn.Linear(c.ffn, c.hidden)
-        self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.dropout)
-        self.pre_ln = c.pre_ln
-
-    def forward(self, h, x):
-        if self.pre_ln:  # LayerNorm was applied to the sublayer's input (BertLayer)
-            return self.dropout(self.dense(h)) + x
-        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+        super().__init__(c, c.ffn)
 
 
 class BertLayer(nn.Module):
@@ -288,6 +289,14 @@ class UniLM(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu") -> "UniLM":
+        """The model saved in a run's best.pt ({"model": state dict, "config": ModelConfig fields})."""
+        ck = torch.load(path, map_location=device, weights_only=False)
+        model = cls(ModelConfig(**ck["config"]))
+        model.load_state_dict(ck["model"])
+        return model.to(device)
 
     @property
     def word_embeddings(self) -> nn.Embedding:

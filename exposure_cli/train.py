@@ -204,9 +204,7 @@ def decode_options(spec: Spec) -> dict:
 
 def evaluate_run(spec: Spec, run_dir: Path, tok: CharTokenizer, label: str, method_spec: MethodSpec, seed: int,
                  state: dict, device, progress, task, test_pairs) -> dict:
-    ck = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
-    model = UniLM(ModelConfig(**ck["config"])).to(device)
-    model.load_state_dict(ck["model"])
+    model = UniLM.from_checkpoint(run_dir / "best.pt", device)
     sources, refs = [p.source for p in test_pairs], [p.target for p in test_pairs]
     t0 = time.perf_counter()
     beams = {}
