@@ -49,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from .model import NO_TOKEN
 from .tokenizer import CharTokenizer
 
 LOG_EPS = 1e-12
@@ -264,13 +265,13 @@ def _bound(score: float, length: int, max_len: int, alpha: float) -> float:
 # ------------------------------------------------------------------------------------ the model
 
 
-def log_probs(model, hidden: torch.Tensor, memory=None) -> torch.Tensor:
+def log_probs(model, hidden: torch.Tensor, memory=None, history=None) -> torch.Tensor:
     """log(p + 1e-12), the study's per-token score, in fp32, from final hidden states (B, T, H).
 
     p is the model's next-token distribution (`UniLM.log_probs`: the MLM head's softmax, mixed
     with the copy pointer over the source when the model has one).
     """
-    return torch.log(model.log_probs(hidden, memory).float().exp() + LOG_EPS)
+    return torch.log(model.log_probs(hidden, memory, history).float().exp() + LOG_EPS)
 
 
 class UniLMStep:
@@ -308,8 +309,15 @@ class UniLMStep:
                     c["k_buf"] = k.new_empty(E_, H, S + self.new_columns, D)
                     c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
                     c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
-            h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
-            return log_probs(m, h[:, None, :], self.memory)
+            rows = torch.arange(len(srcs), device=dev)
+            h = h[rows, self.src_len - 1]  # the source's [SEP] predicts token 1
+            # Each slot's last n input tokens, latest first (for copy continuation): the source's
+            # [SEP], then nothing.
+            n = m.config.copy_continuation
+            self.history = torch.full((len(srcs), 1, n), NO_TOKEN, dtype=torch.long, device=dev)
+            if n:
+                self.history[:, 0, 0] = ids[rows, self.src_len - 1]
+            return log_probs(m, h[:, None, :], self.memory, self.history)
         if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
             keep = torch.tensor(state.keep, device=dev)
             for c in self.caches:
@@ -319,8 +327,12 @@ class UniLMStep:
             self.visible, self.src_len = self.visible.index_select(0, keep), self.src_len.index_select(0, keep)
             if self.memory is not None:
                 self.memory = tuple(t.index_select(0, keep) for t in self.memory)
+            self.history = self.history.index_select(0, keep)
         parents, last = state.parents.to(dev), state.last.to(dev)
         E, K = last.shape
+        n = self.history.shape[2]
+        older = self.history.gather(1, parents[:, :, None].expand(E, K, n))[:, :, : max(n - 1, 0)]
+        self.history = torch.cat([last[:, :, None], older], 2)[:, :, :n]
         C = self.visible.shape[2]
         vis = self.visible.gather(1, parents[:, :, None].expand(E, K, C))
         vis = torch.cat([vis, torch.eye(K, dtype=torch.bool, device=dev).expand(E, K, K)], dim=2)
@@ -328,7 +340,7 @@ class UniLMStep:
         h = m.hidden_states(last, torch.ones_like(last), None, position_ids=pos, attn_mask=vis[:, None],
                             caches=self.caches)
         self.visible = vis
-        return log_probs(m, h, self.memory)
+        return log_probs(m, h, self.memory, self.history)
 
 
 @torch.inference_mode()

@@ -13,6 +13,7 @@ import math
 import torch
 
 from .decode import banned_tokens, length_penalty_factor, log_probs
+from .model import input_history
 
 
 def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -23,7 +24,10 @@ def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     pad = torch.ones_like(ids, dtype=torch.bool)
     h = model.hidden_states(ids, seg, pad)
     memory = model.source_memory(h[:, : src.shape[1]], ids, seg, pad)
-    return log_probs(model, h[:, -1:], memory)[:, 0]
+    last = torch.full((n, 1), ids.shape[1] - 1, device=ids.device)
+    history = input_history(ids, torch.full((n,), src.shape[1] - 1, device=ids.device), last,
+                            model.config.copy_continuation)
+    return log_probs(model, h[:, -1:], memory, history)[:, 0]
 
 
 def _block(logp: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:

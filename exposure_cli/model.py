@@ -31,6 +31,11 @@ class ModelConfig:
     pre_ln: bool = False
     # A pointer over the source mixed into the output distribution (`cls.copy.*`); see `log_probs`.
     copy: bool = False
+    # Copy continuation (needs `copy`): the pointer's score of source position j gains a learned
+    # w_n when the n source tokens before j equal the last n input tokens, for n = 1..this. It makes
+    # "keep copying the phrase you are in" a single learned weight instead of something a small
+    # model must learn from absolute positions (titles are mostly spans of the abstract).
+    copy_continuation: int = 0
 
     @property
     def ffn(self) -> int:
@@ -251,6 +256,22 @@ class CopyHead(nn.Module):
         self.query = nn.Linear(c.hidden, c.hidden)
         self.key = nn.Linear(c.hidden, c.hidden)
         self.gate = nn.Linear(c.hidden, 1)
+        if c.copy_continuation:
+            # One weight per match length; starts at 1 so a longer match already scores higher.
+            self.continuation = nn.Parameter(torch.ones(c.copy_continuation))
+
+
+NO_TOKEN = -1  # an input-history slot before the target starts (never equals a token id)
+_NO_SOURCE = -2  # a source slot before [CLS] (never equals a token or NO_TOKEN)
+
+
+def input_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, T, n): the input tokens at positions p, p−1, …, p−n+1 for each of `positions` (B, T),
+    NO_TOKEN where that lies before `first` (B,), the source's [SEP] (the first target-predicting
+    position)."""
+    back = positions[..., None] - torch.arange(n, device=positions.device)
+    ids = torch.gather(input_ids, 1, back.clamp_min(0).flatten(1)).view_as(back)
+    return ids.masked_fill(back < first[:, None, None], NO_TOKEN)
 
 
 class BertOnlyMLMHead(nn.Module):
@@ -333,22 +354,37 @@ class UniLM(nn.Module):
         S = hidden.shape[1]
         ids = input_ids[:, :S]
         mask = (segment_ids[:, :S] == 0) & pad_mask[:, :S]
-        return self.cls.copy.key(hidden), ids, mask
+        n = self.config.copy_continuation
+        if not n:
+            return self.cls.copy.key(hidden), ids, mask
+        # prev[b, j, k] = ids[b, j−1−k]: the tokens a copy of position j would continue.
+        back = torch.arange(S, device=ids.device)[:, None] - 1 - torch.arange(n, device=ids.device)
+        prev = ids[:, back.clamp_min(0)].masked_fill(back < 0, _NO_SOURCE)
+        return self.cls.copy.key(hidden), ids, mask, prev
 
-    def log_probs(self, hidden: torch.Tensor, memory=None) -> torch.Tensor:
+    def log_probs(self, hidden: torch.Tensor, memory=None, history=None) -> torch.Tensor:
         """Log-probabilities (float32, (..., V)) of the next token from final hidden states.
 
         Without the copy head this is log_softmax of the MLM head. With it, `memory` comes from
         `source_memory`, `hidden` is (B, T, H) and p = g·softmax(logits) + (1 − g)·(attention mass
-        on the source positions holding each token).
+        on the source positions holding each token). With copy continuation, `history` (B, T, n)
+        holds each position's last n input tokens, latest first (`input_history`).
         """
         logits = self.logits(hidden)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
         if not self.config.copy:
             return F.log_softmax(logits, -1)
-        keys, ids, mask = memory
+        keys, ids, mask = memory[:3]
         head = self.cls.copy
         scores = torch.matmul(head.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
+        if self.config.copy_continuation:
+            if history is None:
+                raise ValueError("a model with copy_continuation needs the input history")
+            prev = memory[3]  # (B, S, n)
+            match = torch.ones_like(scores, dtype=torch.bool)
+            for k in range(self.config.copy_continuation):
+                match = match & (prev[:, None, :, k] == history[:, :, None, k])
+                scores = scores + head.continuation[k].to(scores.dtype) * match
         attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
         g = torch.sigmoid(head.gate(hidden).to(logits.dtype))
         p = g * torch.softmax(logits, -1)
@@ -376,9 +412,10 @@ class UniLM(nn.Module):
             pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
             valid = torch.gather(sel, 1, pos)
             ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
-            memory = self.source_memory(h, batch.input_ids if input_ids is None else input_ids,
-                                        batch.segment_ids, batch.pad_mask)
-            logp = self.log_probs(ht, memory)[valid]
+            ids = batch.input_ids if input_ids is None else input_ids
+            memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
+            history = input_history(ids, first, pos, self.config.copy_continuation)
+            logp = self.log_probs(ht, memory, history)[valid]
         # Cross-entropy of log-probabilities: log_softmax leaves them unchanged.
         return F.cross_entropy(logp, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
 

@@ -73,7 +73,7 @@ def build_model(spec: Spec, vocab_size: int) -> UniLM:
     m = spec.model
     return UniLM(ModelConfig(vocab_size=vocab_size, hidden=m.hidden, layers=m.layers, heads=m.heads,
                              intermediate=m.intermediate, max_positions=m.max_len, dropout=m.dropout,
-                             pre_ln=m.pre_ln, copy=m.copy))
+                             pre_ln=m.pre_ln, copy=m.copy, copy_continuation=m.copy_continuation))
 
 
 def load_split(path: str, limit: int | None = None):

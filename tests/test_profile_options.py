@@ -1,10 +1,12 @@
-"""The CPU profile's model options: pre-LN blocks and the copy (pointer) head."""
+"""The CPU profile's model options: pre-LN blocks, the copy (pointer) head and its continuation bonus."""
 
+import pytest
 import torch
 
 from exposure_cli.batching import collate
 from exposure_cli.decode import generate_ids
-from exposure_cli.model import ModelConfig, UniLM
+from exposure_cli.errors import UserError
+from exposure_cli.model import NO_TOKEN, ModelConfig, UniLM, input_history
 from exposure_cli.spec import spec_from_dict
 
 def study_beam_search(model, src, beam, max_len, sep_id):
@@ -90,3 +92,68 @@ def test_copy_loss_matches_per_position_log_probs():
 def test_spec_accepts_profile_options():
     spec = spec_from_dict({"name": "x", "model": {"pre_ln": True, "copy": True}})
     assert spec.model.pre_ln and spec.model.copy
+
+
+def test_input_history_by_hand():
+    # [CLS] a b [SEP] | a b [SEP]: the source's [SEP] is position 3, the first target-predicting one.
+    ids = torch.tensor([[2, 5, 6, 3, 5, 6, 3]])
+    hist = input_history(ids, torch.tensor([3]), torch.tensor([[3, 4, 5]]), 3)
+    assert hist.tolist() == [[[3, NO_TOKEN, NO_TOKEN], [5, 3, NO_TOKEN], [6, 5, 3]]]
+
+
+def test_copy_continuation_bonus_by_hand():
+    """With the pointer's own scores and the gate zeroed, p is the softmax of the bonuses alone."""
+    m = make(copy=True, copy_continuation=3)
+    head = m.cls.copy
+    with torch.no_grad():
+        for p in (head.query.weight, head.query.bias, head.gate.weight):
+            p.zero_()
+        head.gate.bias.fill_(-40.0)  # g ≈ 4e-18: the pointer alone
+        head.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
+    src = torch.tensor([[2, 5, 6, 7, 5, 6, 3]])  # [CLS] a b c a b [SEP]
+    seg, pad = torch.zeros_like(src), torch.ones_like(src, dtype=torch.bool)
+    with torch.no_grad():
+        h = m.hidden_states(src, seg, pad)
+        memory = m.source_memory(h, src, seg, pad)
+        # last inputs b, a, [CLS] (latest first): c after "[CLS] a b" matches 3 tokens (1+2+4),
+        # [SEP] after "c a b" matches 2 (1+2); nothing else follows a b.
+        p = m.log_probs(h[:, -1:], memory, torch.tensor([[[6, 5, 2]]])).exp()[0, 0]
+    e = torch.e
+    z = e ** 7 + e ** 3 + 5
+    expect = {7: e ** 7 / z, 3: e ** 3 / z, 5: 2 / z, 6: 2 / z, 2: 1 / z}
+    for tok, q in expect.items():
+        assert p[tok].item() == pytest.approx(q, rel=1e-4), tok
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_copy_continuation_loss_matches_per_position_log_probs_and_trains():
+    m = make(copy=True, copy_continuation=2)
+    with torch.no_grad():
+        m.cls.copy.continuation.copy_(torch.tensor([3.0, 5.0]))  # large enough to matter
+    batch = collate(EXAMPLES)
+    with torch.no_grad():
+        loss = m.target_loss(batch, reduction="none")
+        h = m.hidden_states(batch.input_ids, batch.segment_ids, batch.pad_mask)
+        memory = m.source_memory(h, batch.input_ids, batch.segment_ids, batch.pad_mask)
+        L = batch.input_ids.shape[1]
+        first = (batch.segment_ids == 0).logical_and(batch.pad_mask).sum(1) - 1
+        hist = input_history(batch.input_ids, first, torch.arange(L).expand(2, L), 2)
+        logp = m.log_probs(h, memory, hist)
+        plain = m.log_probs(h, memory, torch.full_like(hist, NO_TOKEN))
+    sel = batch.labels != -100
+    labels = batch.labels[sel][:, None]
+    expect = -logp[sel].gather(1, labels)[:, 0]
+    assert torch.allclose(loss, expect, atol=1e-5)
+    assert not torch.allclose(loss, -plain[sel].gather(1, labels)[:, 0], atol=1e-3)  # the bonus is used
+    with pytest.raises(ValueError, match="history"):
+        m.log_probs(h, memory)
+    first_loss, last_loss = train(m)
+    assert last_loss < 0.1 * first_loss
+
+
+def test_copy_continuation_needs_copy():
+    with pytest.raises(UserError, match="model.copy_continuation"):
+        spec_from_dict({"name": "x", "model": {"copy_continuation": 2}})
+    with pytest.raises(UserError, match="model.copy_continuation"):
+        spec_from_dict({"name": "x", "model": {"copy": True, "copy_continuation": -1}})
+    assert spec_from_dict({"name": "x", "model": {"copy": True, "copy_continuation": 3}}).model.copy_continuation == 3
