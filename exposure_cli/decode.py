@@ -49,7 +49,6 @@ from typing import Callable
 
 import torch
 
-from .model import NO_TOKEN
 from .tokenizer import CharTokenizer
 
 LOG_EPS = 1e-12
@@ -309,14 +308,9 @@ class UniLMStep:
                     c["k_buf"] = k.new_empty(E_, H, S + self.new_columns, D)
                     c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
                     c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
-            rows = torch.arange(len(srcs), device=dev)
-            h = h[rows, self.src_len - 1]  # the source's [SEP] predicts token 1
-            # Each slot's last n input tokens, latest first (for copy continuation): the source's
-            # [SEP], then nothing.
-            n = m.config.copy_continuation
-            self.history = torch.full((len(srcs), 1, n), NO_TOKEN, dtype=torch.long, device=dev)
-            if n:
-                self.history[:, 0, 0] = ids[rows, self.src_len - 1]
+            h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
+            # Each slot's target tokens fed so far, latest first (copy continuation and coverage).
+            self.history = torch.empty((len(srcs), 1, 0), dtype=torch.long, device=dev)
             return log_probs(m, h[:, None, :], self.memory, self.history)
         if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
             keep = torch.tensor(state.keep, device=dev)
@@ -330,9 +324,8 @@ class UniLMStep:
             self.history = self.history.index_select(0, keep)
         parents, last = state.parents.to(dev), state.last.to(dev)
         E, K = last.shape
-        n = self.history.shape[2]
-        older = self.history.gather(1, parents[:, :, None].expand(E, K, n))[:, :, : max(n - 1, 0)]
-        self.history = torch.cat([last[:, :, None], older], 2)[:, :, :n]
+        older = self.history.gather(1, parents[:, :, None].expand(E, K, self.history.shape[2]))
+        self.history = torch.cat([last[:, :, None], older], 2)
         C = self.visible.shape[2]
         vis = self.visible.gather(1, parents[:, :, None].expand(E, K, C))
         vis = torch.cat([vis, torch.eye(K, dtype=torch.bool, device=dev).expand(E, K, K)], dim=2)

@@ -13,7 +13,7 @@ import math
 import torch
 
 from .decode import banned_tokens, length_penalty_factor, log_probs
-from .model import input_history
+from .model import target_history
 
 
 def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -25,8 +25,7 @@ def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     h = model.hidden_states(ids, seg, pad)
     memory = model.source_memory(h[:, : src.shape[1]], ids, seg, pad)
     last = torch.full((n, 1), ids.shape[1] - 1, device=ids.device)
-    history = input_history(ids, torch.full((n,), src.shape[1] - 1, device=ids.device), last,
-                            model.config.copy_continuation)
+    history = target_history(ids, torch.full((n,), src.shape[1] - 1, device=ids.device), last, out.shape[1])
     return log_probs(model, h[:, -1:], memory, history)[:, 0]
 
 

@@ -32,10 +32,14 @@ class ModelConfig:
     # A pointer over the source mixed into the output distribution (`cls.copy.*`); see `log_probs`.
     copy: bool = False
     # Copy continuation (needs `copy`): the pointer's score of source position j gains a learned
-    # w_n when the n source tokens before j equal the last n input tokens, for n = 1..this. It makes
-    # "keep copying the phrase you are in" a single learned weight instead of something a small
-    # model must learn from absolute positions (titles are mostly spans of the abstract).
+    # w_n when the n source tokens before j equal the last n target tokens fed, for n = 1..this. It
+    # makes "keep copying the phrase you are in" a single learned weight instead of something a
+    # small model must learn from absolute positions (titles are mostly spans of the abstract).
     copy_continuation: int = 0
+    # Copy coverage (needs `copy`): the pointer's score of source position j gains a learned weight
+    # (starting at 0) when j's token is already among the target tokens fed: the pointer can learn
+    # not to copy the same thing twice.
+    copy_coverage: bool = False
 
     @property
     def ffn(self) -> int:
@@ -259,19 +263,22 @@ class CopyHead(nn.Module):
         if c.copy_continuation:
             # One weight per match length; starts at 1 so a longer match already scores higher.
             self.continuation = nn.Parameter(torch.ones(c.copy_continuation))
+        if c.copy_coverage:
+            self.coverage = nn.Parameter(torch.zeros(()))
 
 
-NO_TOKEN = -1  # an input-history slot before the target starts (never equals a token id)
+NO_TOKEN = -1  # an empty target-history slot (never equals a token id)
 _NO_SOURCE = -2  # a source slot before [CLS] (never equals a token or NO_TOKEN)
 
 
-def input_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, T, n): the input tokens at positions p, p−1, …, p−n+1 for each of `positions` (B, T),
-    NO_TOKEN where that lies before `first` (B,), the source's [SEP] (the first target-predicting
-    position)."""
+def target_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, T, n): for each of `positions` (B, T), the target tokens fed up to and including it,
+    latest first: the inputs at p, p−1, …, p−n+1 that lie after `first` (B,), the source's [SEP];
+    NO_TOKEN elsewhere. At the source's [SEP] itself (which predicts the first target token) the
+    history is empty."""
     back = positions[..., None] - torch.arange(n, device=positions.device)
     ids = torch.gather(input_ids, 1, back.clamp_min(0).flatten(1)).view_as(back)
-    return ids.masked_fill(back < first[:, None, None], NO_TOKEN)
+    return ids.masked_fill(back <= first[:, None, None], NO_TOKEN)
 
 
 class BertOnlyMLMHead(nn.Module):
@@ -367,8 +374,9 @@ class UniLM(nn.Module):
 
         Without the copy head this is log_softmax of the MLM head. With it, `memory` comes from
         `source_memory`, `hidden` is (B, T, H) and p = g·softmax(logits) + (1 − g)·(attention mass
-        on the source positions holding each token). With copy continuation, `history` (B, T, n)
-        holds each position's last n input tokens, latest first (`input_history`).
+        on the source positions holding each token). With copy continuation or coverage, `history`
+        (B, T, W) holds the target tokens fed up to each position, latest first, NO_TOKEN-padded
+        (`target_history`); W may be anything ≥ 0 but must span the whole target for coverage.
         """
         logits = self.logits(hidden)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
@@ -377,14 +385,21 @@ class UniLM(nn.Module):
         keys, ids, mask = memory[:3]
         head = self.cls.copy
         scores = torch.matmul(head.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
-        if self.config.copy_continuation:
+        n = self.config.copy_continuation
+        if n or self.config.copy_coverage:
             if history is None:
-                raise ValueError("a model with copy_continuation needs the input history")
+                raise ValueError("a model with copy continuation or coverage needs the target history")
+            if history.shape[-1] < n:
+                history = F.pad(history, (0, n - history.shape[-1]), value=NO_TOKEN)
+        if n:
             prev = memory[3]  # (B, S, n)
             match = torch.ones_like(scores, dtype=torch.bool)
-            for k in range(self.config.copy_continuation):
+            for k in range(n):
                 match = match & (prev[:, None, :, k] == history[:, :, None, k])
                 scores = scores + head.continuation[k].to(scores.dtype) * match
+        if self.config.copy_coverage:
+            seen = (ids[:, None, :, None] == history[:, :, None, :]).any(-1)  # (B, T, S)
+            scores = scores + head.coverage.to(scores.dtype) * seen
         attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
         g = torch.sigmoid(head.gate(hidden).to(logits.dtype))
         p = g * torch.softmax(logits, -1)
@@ -414,7 +429,7 @@ class UniLM(nn.Module):
             ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
             ids = batch.input_ids if input_ids is None else input_ids
             memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
-            history = input_history(ids, first, pos, self.config.copy_continuation)
+            history = target_history(ids, first, pos, T)
             logp = self.log_probs(ht, memory, history)[valid]
         # Cross-entropy of log-probabilities: log_softmax leaves them unchanged.
         return F.cross_entropy(logp, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)

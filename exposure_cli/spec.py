@@ -45,6 +45,7 @@ class ModelSpec:
     pre_ln: bool = False  # LayerNorm before each sublayer instead of after (same parameters)
     copy: bool = False  # mix a pointer over the source into the output distribution (scratch profile)
     copy_continuation: int = 0  # with copy: learned pointer bonus for continuing a copied span of 1..n tokens
+    copy_coverage: bool = False  # with copy: learned pointer weight on source tokens the target already holds
 
     def source_len(self) -> int:
         return self.max_source_len if self.max_source_len is not None else self.max_len - self.max_target_len - 2
@@ -271,6 +272,7 @@ def _check_ranges(s: Spec) -> None:
     need(0 <= s.model.dropout < 1, "model.dropout", "a number in [0, 1)")
     need(s.model.copy_continuation >= 0, "model.copy_continuation", "0 (off) or a positive match length")
     need(not s.model.copy_continuation or s.model.copy, "model.copy_continuation", "0 unless model.copy is true")
+    need(not s.model.copy_coverage or s.model.copy, "model.copy_coverage", "false unless model.copy is true")
     need(s.model.max_target_len >= 1, "model.max_target_len", "at least 1")
     need(1 <= s.model.source_len() and s.model.source_len() + 2 + s.model.max_target_len <= s.model.max_len,
          "model.max_source_len", f"[CLS] source [SEP] + model.max_target_len to fit model.max_len ({s.model.max_len})")

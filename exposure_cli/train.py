@@ -73,7 +73,8 @@ def build_model(spec: Spec, vocab_size: int) -> UniLM:
     m = spec.model
     return UniLM(ModelConfig(vocab_size=vocab_size, hidden=m.hidden, layers=m.layers, heads=m.heads,
                              intermediate=m.intermediate, max_positions=m.max_len, dropout=m.dropout,
-                             pre_ln=m.pre_ln, copy=m.copy, copy_continuation=m.copy_continuation))
+                             pre_ln=m.pre_ln, copy=m.copy, copy_continuation=m.copy_continuation,
+                             copy_coverage=m.copy_coverage))
 
 
 def load_split(path: str, limit: int | None = None):

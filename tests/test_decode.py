@@ -65,8 +65,9 @@ def trained(prepared_data):
 @pytest.fixture(scope="module")
 def trained_copy(prepared_data):
     """The same with the CPU profile's options: a copy pointer over the source with its continuation
-    bonus (whose input history the cached search must carry along each beam), and pre-LN blocks."""
-    return _train_small(prepared_data, steps=200, copy=True, copy_continuation=3, pre_ln=True)
+    and coverage terms (whose target history the cached search must carry along each beam), and
+    pre-LN blocks."""
+    return _train_small(prepared_data, steps=200, copy=True, copy_continuation=3, copy_coverage=True, pre_ln=True)
 
 
 @pytest.fixture(scope="module")

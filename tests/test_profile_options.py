@@ -6,7 +6,7 @@ import torch
 from exposure_cli.batching import collate
 from exposure_cli.decode import generate_ids
 from exposure_cli.errors import UserError
-from exposure_cli.model import NO_TOKEN, ModelConfig, UniLM, input_history
+from exposure_cli.model import NO_TOKEN, ModelConfig, UniLM, target_history
 from exposure_cli.spec import spec_from_dict
 
 def study_beam_search(model, src, beam, max_len, sep_id):
@@ -94,42 +94,70 @@ def test_spec_accepts_profile_options():
     assert spec.model.pre_ln and spec.model.copy
 
 
-def test_input_history_by_hand():
-    # [CLS] a b [SEP] | a b [SEP]: the source's [SEP] is position 3, the first target-predicting one.
+def test_target_history_by_hand():
+    # [CLS] a b [SEP] | a b [SEP]: the source's [SEP] (position 3) predicts the first target token
+    # with nothing fed yet; position 5 has fed "a b".
     ids = torch.tensor([[2, 5, 6, 3, 5, 6, 3]])
-    hist = input_history(ids, torch.tensor([3]), torch.tensor([[3, 4, 5]]), 3)
-    assert hist.tolist() == [[[3, NO_TOKEN, NO_TOKEN], [5, 3, NO_TOKEN], [6, 5, 3]]]
+    hist = target_history(ids, torch.tensor([3]), torch.tensor([[3, 4, 5]]), 3)
+    assert hist.tolist() == [[[NO_TOKEN] * 3, [5, NO_TOKEN, NO_TOKEN], [6, 5, NO_TOKEN]]]
 
 
-def test_copy_continuation_bonus_by_hand():
-    """With the pointer's own scores and the gate zeroed, p is the softmax of the bonuses alone."""
-    m = make(copy=True, copy_continuation=3)
+def _pointer_only(**kw) -> UniLM:
+    """A copy model whose pointer scores come from the continuation/coverage terms alone, gate ≈ 0."""
+    m = make(copy=True, **kw)
     head = m.cls.copy
     with torch.no_grad():
         for p in (head.query.weight, head.query.bias, head.gate.weight):
             p.zero_()
-        head.gate.bias.fill_(-40.0)  # g ≈ 4e-18: the pointer alone
-        head.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
-    src = torch.tensor([[2, 5, 6, 7, 5, 6, 3]])  # [CLS] a b c a b [SEP]
-    seg, pad = torch.zeros_like(src), torch.ones_like(src, dtype=torch.bool)
+        head.gate.bias.fill_(-40.0)  # g ≈ 4e-18
+    return m
+
+
+def _pointer_p(m: UniLM, src: list[int], history: list[int]) -> torch.Tensor:
+    ids = torch.tensor([src])
+    seg, pad = torch.zeros_like(ids), torch.ones_like(ids, dtype=torch.bool)
     with torch.no_grad():
-        h = m.hidden_states(src, seg, pad)
-        memory = m.source_memory(h, src, seg, pad)
-        # last inputs b, a, [CLS] (latest first): c after "[CLS] a b" matches 3 tokens (1+2+4),
-        # [SEP] after "c a b" matches 2 (1+2); nothing else follows a b.
-        p = m.log_probs(h[:, -1:], memory, torch.tensor([[[6, 5, 2]]])).exp()[0, 0]
-    e = torch.e
-    z = e ** 7 + e ** 3 + 5
-    expect = {7: e ** 7 / z, 3: e ** 3 / z, 5: 2 / z, 6: 2 / z, 2: 1 / z}
-    for tok, q in expect.items():
-        assert p[tok].item() == pytest.approx(q, rel=1e-4), tok
+        h = m.hidden_states(ids, seg, pad)
+        return m.log_probs(h[:, -1:], m.source_memory(h, ids, seg, pad), torch.tensor([[history]])).exp()[0, 0]
+
+
+# [CLS] a b c d x b c [SEP]; the target so far is "a b c" (history latest first: c b a).
+SRC, HIST = [2, 5, 6, 7, 8, 9, 6, 7, 3], [7, 6, 5]
+
+
+def _assert_p(p, weights):
+    z = sum(weights.values())
+    for tok, w in weights.items():
+        assert p[tok].item() == pytest.approx(w / z, rel=1e-4), tok
     assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_copy_continuation_loss_matches_per_position_log_probs_and_trains():
-    m = make(copy=True, copy_continuation=2)
+def test_copy_continuation_bonus_by_hand():
+    """p is the softmax of the bonuses: d follows "a b c" (1 + 2 + 4), [SEP] follows "x b c" (1 + 2)."""
+    m = _pointer_only(copy_continuation=3)
     with torch.no_grad():
-        m.cls.copy.continuation.copy_(torch.tensor([3.0, 5.0]))  # large enough to matter
+        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
+    e = torch.e
+    _assert_p(_pointer_p(m, SRC, HIST), {8: e ** 7, 3: e ** 3, 2: 1, 5: 1, 6: 2, 7: 2, 9: 1})
+
+
+def test_copy_coverage_by_hand():
+    """Coverage adds its weight at every source position whose token the target already holds."""
+    m = _pointer_only(copy_continuation=3, copy_coverage=True)
+    with torch.no_grad():
+        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
+        m.cls.copy.coverage.fill_(-1.5)
+    e, c = torch.e, torch.e ** -1.5
+    _assert_p(_pointer_p(m, SRC, HIST), {8: e ** 7, 3: e ** 3, 2: 1, 5: c, 6: 2 * c, 7: 2 * c, 9: 1})
+    # An empty history (the first target token) leaves the pointer uniform over the 9 positions.
+    _assert_p(_pointer_p(m, SRC, []), {2: 1, 3: 1, 5: 1, 6: 2, 7: 2, 8: 1, 9: 1})
+
+
+def test_copy_continuation_and_coverage_loss_matches_per_position_log_probs_and_trains():
+    m = make(copy=True, copy_continuation=2, copy_coverage=True)
+    with torch.no_grad():  # large enough to matter
+        m.cls.copy.continuation.copy_(torch.tensor([3.0, 5.0]))
+        m.cls.copy.coverage.fill_(-2.0)
     batch = collate(EXAMPLES)
     with torch.no_grad():
         loss = m.target_loss(batch, reduction="none")
@@ -137,7 +165,7 @@ def test_copy_continuation_loss_matches_per_position_log_probs_and_trains():
         memory = m.source_memory(h, batch.input_ids, batch.segment_ids, batch.pad_mask)
         L = batch.input_ids.shape[1]
         first = (batch.segment_ids == 0).logical_and(batch.pad_mask).sum(1) - 1
-        hist = input_history(batch.input_ids, first, torch.arange(L).expand(2, L), 2)
+        hist = target_history(batch.input_ids, first, torch.arange(L).expand(2, L), L)
         logp = m.log_probs(h, memory, hist)
         plain = m.log_probs(h, memory, torch.full_like(hist, NO_TOKEN))
     sel = batch.labels != -100
@@ -151,9 +179,12 @@ def test_copy_continuation_loss_matches_per_position_log_probs_and_trains():
     assert last_loss < 0.1 * first_loss
 
 
-def test_copy_continuation_needs_copy():
+def test_copy_continuation_and_coverage_need_copy():
     with pytest.raises(UserError, match="model.copy_continuation"):
         spec_from_dict({"name": "x", "model": {"copy_continuation": 2}})
     with pytest.raises(UserError, match="model.copy_continuation"):
         spec_from_dict({"name": "x", "model": {"copy": True, "copy_continuation": -1}})
-    assert spec_from_dict({"name": "x", "model": {"copy": True, "copy_continuation": 3}}).model.copy_continuation == 3
+    with pytest.raises(UserError, match="model.copy_coverage"):
+        spec_from_dict({"name": "x", "model": {"copy_coverage": True}})
+    m = spec_from_dict({"name": "x", "model": {"copy": True, "copy_continuation": 3, "copy_coverage": True}}).model
+    assert m.copy_continuation == 3 and m.copy_coverage
