@@ -253,7 +253,13 @@ class BertLMPredictionHead(nn.Module):
 class CopyHead(nn.Module):
     """A pointer over the source (See et al., 2017): attention of a position over the source's final
     hidden states, and a gate p_gen mixing the vocabulary distribution with the attention mass of
-    each source token."""
+    each source token; optionally the continuation and coverage terms of `ModelConfig`."""
+
+    # The continuation and coverage weights are scalars that must travel several units in about a
+    # thousand steps, but Adam moves any parameter by about lr per step whatever its scale: they
+    # are stored divided by GAIN (GAIN× their effective learning rate). Without it, at lr 2e-3
+    # they ended every run about 0.5 from where they started, still moving.
+    GAIN = 10.0
 
     def __init__(self, c: ModelConfig):
         super().__init__()
@@ -261,10 +267,16 @@ class CopyHead(nn.Module):
         self.key = nn.Linear(c.hidden, c.hidden)
         self.gate = nn.Linear(c.hidden, 1)
         if c.copy_continuation:
-            # One weight per match length; starts at 1 so a longer match already scores higher.
-            self.continuation = nn.Parameter(torch.ones(c.copy_continuation))
+            # One weight per match length; each starts at 1, so a longer match already scores higher.
+            self.continuation = nn.Parameter(torch.ones(c.copy_continuation) / self.GAIN)
         if c.copy_coverage:
             self.coverage = nn.Parameter(torch.zeros(()))
+
+    def continuation_weights(self) -> torch.Tensor:
+        return self.continuation * self.GAIN
+
+    def coverage_weight(self) -> torch.Tensor:
+        return self.coverage * self.GAIN
 
 
 NO_TOKEN = -1  # an empty target-history slot (never equals a token id)
@@ -393,13 +405,14 @@ class UniLM(nn.Module):
                 history = F.pad(history, (0, n - history.shape[-1]), value=NO_TOKEN)
         if n:
             prev = memory[3]  # (B, S, n)
+            w = head.continuation_weights().to(scores.dtype)
             match = torch.ones_like(scores, dtype=torch.bool)
             for k in range(n):
                 match = match & (prev[:, None, :, k] == history[:, :, None, k])
-                scores = scores + head.continuation[k].to(scores.dtype) * match
+                scores = scores + w[k] * match
         if self.config.copy_coverage:
             seen = (ids[:, None, :, None] == history[:, :, None, :]).any(-1)  # (B, T, S)
-            scores = scores + head.coverage.to(scores.dtype) * seen
+            scores = scores + head.coverage_weight().to(scores.dtype) * seen
         attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
         g = torch.sigmoid(head.gate(hidden).to(logits.dtype))
         p = g * torch.softmax(logits, -1)

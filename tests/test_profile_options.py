@@ -6,7 +6,7 @@ import torch
 from exposure_cli.batching import collate
 from exposure_cli.decode import generate_ids
 from exposure_cli.errors import UserError
-from exposure_cli.model import NO_TOKEN, ModelConfig, UniLM, target_history
+from exposure_cli.model import NO_TOKEN, CopyHead, ModelConfig, UniLM, target_history
 from exposure_cli.spec import spec_from_dict
 
 def study_beam_search(model, src, beam, max_len, sep_id):
@@ -136,7 +136,7 @@ def test_copy_continuation_bonus_by_hand():
     """p is the softmax of the bonuses: d follows "a b c" (1 + 2 + 4), [SEP] follows "x b c" (1 + 2)."""
     m = _pointer_only(copy_continuation=3)
     with torch.no_grad():
-        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
+        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]) / CopyHead.GAIN)
     e = torch.e
     _assert_p(_pointer_p(m, SRC, HIST), {8: e ** 7, 3: e ** 3, 2: 1, 5: 1, 6: 2, 7: 2, 9: 1})
 
@@ -145,8 +145,8 @@ def test_copy_coverage_by_hand():
     """Coverage adds its weight at every source position whose token the target already holds."""
     m = _pointer_only(copy_continuation=3, copy_coverage=True)
     with torch.no_grad():
-        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]))
-        m.cls.copy.coverage.fill_(-1.5)
+        m.cls.copy.continuation.copy_(torch.tensor([1.0, 2.0, 4.0]) / CopyHead.GAIN)
+        m.cls.copy.coverage.fill_(-1.5 / CopyHead.GAIN)
     e, c = torch.e, torch.e ** -1.5
     _assert_p(_pointer_p(m, SRC, HIST), {8: e ** 7, 3: e ** 3, 2: 1, 5: c, 6: 2 * c, 7: 2 * c, 9: 1})
     # An empty history (the first target token) leaves the pointer uniform over the 9 positions.
@@ -156,8 +156,8 @@ def test_copy_coverage_by_hand():
 def test_copy_continuation_and_coverage_loss_matches_per_position_log_probs_and_trains():
     m = make(copy=True, copy_continuation=2, copy_coverage=True)
     with torch.no_grad():  # large enough to matter
-        m.cls.copy.continuation.copy_(torch.tensor([3.0, 5.0]))
-        m.cls.copy.coverage.fill_(-2.0)
+        m.cls.copy.continuation.copy_(torch.tensor([3.0, 5.0]) / CopyHead.GAIN)
+        m.cls.copy.coverage.fill_(-2.0 / CopyHead.GAIN)
     batch = collate(EXAMPLES)
     with torch.no_grad():
         loss = m.target_loss(batch, reduction="none")
