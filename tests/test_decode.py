@@ -90,24 +90,18 @@ def assert_same(ours, theirs, what):
 
 # --------------------------------------------------------------------------- exactness
 
-@pytest.mark.parametrize("beam,n", [(1, 240), (2, 160), (3, 120), (4, 50)])
-def test_study_search_matches_full_recompute(trained, sources, beam, n):
-    model, tok = trained
+@pytest.mark.parametrize("model_name,beam,n,batch_size", [
+    ("trained", 1, 240, 32), ("trained", 2, 160, 32), ("trained", 3, 120, 32), ("trained", 4, 50, 32),
+    ("trained_copy", 1, 60, 16), ("trained_copy", 2, 40, 16), ("trained_copy", 3, 40, 16),
+])
+def test_study_search_matches_full_recompute(request, sources, model_name, beam, n, batch_size):
+    model, tok = request.getfixturevalue(model_name)
     srcs = sources[:n]
-    ours = generate_ids(model, srcs, beam, MAX_LEN, tok.sep_id, batch_size=32)
+    ours = generate_ids(model, srcs, beam, MAX_LEN, tok.sep_id, batch_size=batch_size)
     theirs = [ref.study_beam_search(model, s, beam, MAX_LEN, tok.sep_id) for s in srcs]
-    assert_same(ours, theirs, f"study beam {beam}")
+    assert_same(ours, theirs, f"{model_name}, study beam {beam}")
     lengths = {len(s) for s in srcs}
     assert min(lengths) <= 5 and max(lengths) == MAX_SOURCE + 2  # very different lengths, in the same batches
-
-
-@pytest.mark.parametrize("beam,n", [(1, 60), (2, 40), (3, 40)])
-def test_copy_model_search_matches_full_recompute(trained_copy, sources, beam, n):
-    model, tok = trained_copy
-    srcs = sources[:n]
-    ours = generate_ids(model, srcs, beam, MAX_LEN, tok.sep_id, batch_size=16)
-    theirs = [ref.study_beam_search(model, s, beam, MAX_LEN, tok.sep_id) for s in srcs]
-    assert_same(ours, theirs, f"copy model, study beam {beam}")
 
 
 @pytest.mark.parametrize("beam,n,alpha", [(1, 60, 0.0), (2, 80, 0.0), (3, 60, 1.0), (4, 30, 0.6)])
