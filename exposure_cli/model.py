@@ -422,30 +422,35 @@ class UniLM(nn.Module):
     def forward(self, input_ids, segment_ids, pad_mask, **kw) -> torch.Tensor:
         return self.logits(self.hidden_states(input_ids, segment_ids, pad_mask, **kw))
 
-    def target_loss(self, batch, *, inputs_embeds=None, input_ids=None, label_smoothing: float = 0.0,
-                    reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy of token t+1 from position t, over target positions only.
+    def target_log_probs(self, batch, *, inputs_embeds=None, input_ids=None) -> torch.Tensor:
+        """(N, V) next-token log-probabilities at the N target-predicting positions
+        (`batch.labels != -100`, in row-major order), from `input_ids` (default the batch's).
 
         The MLM head runs only at those positions: most of a UniLM sequence is source, and the
         vocabulary projection is the costliest matrix product of a small model.
         """
-        h = self.hidden_states(batch.input_ids if input_ids is None else input_ids, batch.segment_ids,
-                               batch.pad_mask, inputs_embeds=inputs_embeds)
+        ids = batch.input_ids if input_ids is None else input_ids
+        h = self.hidden_states(ids, batch.segment_ids, batch.pad_mask, inputs_embeds=inputs_embeds)
         sel = batch.labels != -100
         if not self.config.copy:
-            logp = self.log_probs(h[sel])
-        else:  # the copy head needs (B, T, H): gather each row's target-predicting positions
-            first = sel.float().argmax(1)
-            T = int(sel.sum(1).max())
-            pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
-            valid = torch.gather(sel, 1, pos)
-            ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
-            ids = batch.input_ids if input_ids is None else input_ids
-            memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
-            history = target_history(ids, first, pos, T)
-            logp = self.log_probs(ht, memory, history)[valid]
+            return self.log_probs(h[sel])
+        # The copy head needs (B, T, H): gather each row's target-predicting positions.
+        first = sel.float().argmax(1)
+        T = int(sel.sum(1).max())
+        pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
+        valid = torch.gather(sel, 1, pos)
+        ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
+        memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
+        history = target_history(ids, first, pos, T)
+        return self.log_probs(ht, memory, history)[valid]
+
+    def target_loss(self, batch, *, inputs_embeds=None, input_ids=None, label_smoothing: float = 0.0,
+                    reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of token t+1 from position t, over target positions only."""
+        logp = self.target_log_probs(batch, inputs_embeds=inputs_embeds, input_ids=input_ids)
         # Cross-entropy of log-probabilities: log_softmax leaves them unchanged.
-        return F.cross_entropy(logp, batch.labels[sel], label_smoothing=label_smoothing, reduction=reduction)
+        return F.cross_entropy(logp, batch.labels[batch.labels != -100], label_smoothing=label_smoothing,
+                               reduction=reduction)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
