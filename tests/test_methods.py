@@ -17,7 +17,7 @@ from exposure_cli.cli import app
 from exposure_cli.errors import UserError
 from exposure_cli.methods import StepContext, available, get_method, validate_method
 from exposure_cli.methods.gradient_penalty import penalty_terms
-from exposure_cli.model import ModelConfig, UniLM
+from exposure_cli.model import ModelConfig, UniLM, target_history
 
 runner = CliRunner()
 
@@ -266,6 +266,34 @@ def test_scheduled_sampling_at_p1_feeds_the_first_pass_predictions():
         pred = model(batch.input_ids, batch.segment_ids, batch.pad_mask).argmax(-1)
     ids = batch.input_ids.clone()
     tgt = (batch.segment_ids == 1) & batch.pad_mask
+    ids[:, 1:][tgt[:, 1:]] = pred[:, :-1][tgt[:, 1:]]
+    assert logs["ss_replaced"] == 1.0
+    assert loss.item() == pytest.approx(model.target_loss(batch, input_ids=ids).item(), rel=1e-12)
+
+
+def test_scheduled_sampling_predicts_with_the_copy_pointer():
+    """Pass 1 uses the model's whole distribution: with the pointer made dominant, its guesses are
+    source tokens, not the MLM head's argmax."""
+    torch.manual_seed(0)
+    model = UniLM(ModelConfig(vocab_size=40, hidden=16, layers=2, heads=2, max_positions=64, dropout=0.0,
+                              copy=True, copy_continuation=2, copy_coverage=True)).to(torch.float64).train()
+    with torch.no_grad():
+        model.cls.copy.gate.bias.fill_(-5.0)  # p_gen ≈ 0.007: the pointer decides
+    batch = tiny_batch()
+    ss = get_method("scheduled_sampling", {"schedule": "constant", "max_prob": 1.0})
+    loss, logs = ss.loss(model, batch, ctx())
+    # independent: every position's distribution from full hidden states, argmax, shifted one right
+    L = batch.input_ids.shape[1]
+    with torch.no_grad():
+        h = model.hidden_states(batch.input_ids, batch.segment_ids, batch.pad_mask)
+        first = (batch.segment_ids == 0).logical_and(batch.pad_mask).sum(1) - 1
+        history = target_history(batch.input_ids, first, torch.arange(L).expand(len(first), L), L)
+        memory = model.source_memory(h, batch.input_ids, batch.segment_ids, batch.pad_mask)
+        pred = model.log_probs(h, memory, history).argmax(-1)
+        mlm_only = model.logits(h).argmax(-1)
+    tgt = (batch.segment_ids == 1) & batch.pad_mask
+    assert not torch.equal(pred[:, :-1][tgt[:, 1:]], mlm_only[:, :-1][tgt[:, 1:]])  # the pointer matters here
+    ids = batch.input_ids.clone()
     ids[:, 1:][tgt[:, 1:]] = pred[:, :-1][tgt[:, 1:]]
     assert logs["ss_replaced"] == 1.0
     assert loss.item() == pytest.approx(model.target_loss(batch, input_ids=ids).item(), rel=1e-12)

@@ -66,12 +66,12 @@ class ScheduledSampling(Method):
         ids = batch.input_ids
         sel = batch.labels != -100  # positions that predict a target token
         with torch.no_grad():
-            h = model.hidden_states(ids, batch.segment_ids, batch.pad_mask)
-            logits = model.logits(h[sel]).float()
+            # The model's whole next-token distribution, copy pointer included when it has one.
+            logp = model.target_log_probs(batch)
             if self.predict == "argmax":
-                pred = logits.argmax(-1)
+                pred = logp.argmax(-1)
             else:
-                probs = torch.softmax(logits / self.temperature, -1)
+                probs = torch.softmax(logp / self.temperature, -1)
                 pred = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
         guess = torch.zeros_like(ids)
         guess[sel] = pred  # guess[:, t] is the model's token for position t + 1
