@@ -6,11 +6,13 @@ from pathlib import Path
 
 import yaml
 
+from . import fileio
 from .decode import decode_hypotheses
 from .errors import UserError
 from .model import UniLM
 from .spec import Spec, spec_from_dict
 from .tokenizer import CharTokenizer
+from .train import decode_options
 
 
 def load_run(run_dir: str | Path, device) -> tuple[UniLM, CharTokenizer, Spec]:
@@ -21,10 +23,7 @@ def load_run(run_dir: str | Path, device) -> tuple[UniLM, CharTokenizer, Spec]:
     best = run_dir / "best.pt"
     if not best.is_file():
         raise UserError(f"{run_dir}: no finished checkpoint (best.pt is written after the first epoch)")
-    try:
-        raw = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{run_dir}: spec.yaml not found") from None
+    raw = yaml.safe_load(fileio.read_text(run_dir / "spec.yaml", "run spec"))
     if not isinstance(raw, dict):
         raise UserError(f"{run_dir / 'spec.yaml'}: expected a mapping")
     raw.pop("run", None)  # the run's method and seed, not part of a Spec
@@ -46,8 +45,7 @@ def load_run(run_dir: str | Path, device) -> tuple[UniLM, CharTokenizer, Spec]:
 def generate_lines(model, tok: CharTokenizer, spec: Spec, sources: list[str], beam: int, n_best: int, device,
                    strategy: str | None = None, progress=None) -> list[str]:
     """One output line per source: the best prediction, or the n best joined by tabs."""
-    d = spec.decode
-    hyps = decode_hypotheses(model, tok, sources, beam, spec.model.source_len(), d.max_len, device, progress,
-                             strategy=strategy or d.strategy, n_best=n_best, length_penalty=d.length_penalty,
-                             no_repeat_ngram_size=d.no_repeat_ngram_size, batch_size=d.batch_size)
+    options = {**decode_options(spec), "n_best": n_best, "strategy": strategy or spec.decode.strategy}
+    hyps = decode_hypotheses(model, tok, sources, beam, spec.model.source_len(), spec.decode.max_len, device,
+                             progress, **options)
     return ["\t".join(tok.decode(h.tokens) for h in hs[:n_best]) for hs in hyps]

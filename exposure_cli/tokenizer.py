@@ -74,10 +74,7 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "CharTokenizer":
-        try:
-            tokens = Path(path).read_text(encoding="utf-8").split("\n")
-        except FileNotFoundError:
-            raise UserError(f"{path}: vocabulary file not found") from None
+        tokens = fileio.read_text(path, "vocabulary file").split("\n")
         if tokens and tokens[-1] == "":
             tokens.pop()
         try:
