@@ -260,6 +260,13 @@ def bench_score(
     console.print(f"ratio {result['ratio']:.1f}x; largest per-example difference {result['max_abs_diff']:.2g}")
 
 
+def _check_strategy(strategy: str) -> None:
+    from .decode import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+
+
 @app.command()
 def generate(
     run_dir: Path = typer.Argument(..., help="A run directory holding spec.yaml, vocab.txt and best.pt."),
@@ -276,12 +283,11 @@ def generate(
     import sys
 
     from . import fileio
-    from .decode import STRATEGIES
     from .generate import generate_lines, load_run
     from .train import resolve_device
 
-    if strategy is not None and strategy not in STRATEGIES:
-        raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy is not None:
+        _check_strategy(strategy)
     dev = resolve_device(device)
     model, tok, spec = load_run(run_dir, dev)
     k = beam or max(spec.decode.beams)
@@ -304,11 +310,9 @@ def demo(
 ):
     """Walk through the article's example of beam search going wrong: beam 1 outputs the target (a, b),
     beam 2 the wrong (c, d), step by step."""
-    from .decode import STRATEGIES
     from .demo import render
 
-    if strategy not in STRATEGIES:
-        raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    _check_strategy(strategy)
     render(console, strategy=strategy)
 
 
@@ -327,8 +331,6 @@ def bench_decode(
 ):
     """Beam-search speed on CPU: ours (cached, batched) vs the full-recompute reference vs
     transformers' generate(num_beams=k) on a same-size BertLMHeadModel, random weights, same prompts."""
-    import json
-
     from .bench_decode import bench_decode as run_bench
 
     r = run_bench(n=n, beam=beam, source_len=source_len, max_len=max_len, naive_n=naive_n, threads=threads or None,
@@ -369,8 +371,6 @@ def bench_train(
     """Time a training step (forward, backward, optimizer) of each method against baseline, and our
     baseline's tokens/s against Hugging Face transformers' BertForMaskedLM of the same size, same
     batch, same UniLM mask, both under bf16 autocast on the CPU."""
-    import json
-
     from .bench_train import bench_train as run_bench
     from .methods import available
 

@@ -62,11 +62,12 @@ def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", 
     return summary
 
 
-def _delta(row: dict, m: str) -> str:
+def _delta(row: dict, m: str, interval: bool = True) -> str:
     d = row.get("vs_baseline", {}).get(m)
     if d is None:
         return ""
-    return f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" + ("*" if d["significant"] else "")
+    span = f" [{d['lo']:+.2f}, {d['hi']:+.2f}]" if interval else ""
+    return f"{d['diff']:+.2f}{span}" + ("*" if d["significant"] else "")
 
 
 def _fmt(row: dict, m: str) -> str:
@@ -120,8 +121,7 @@ def rich_table(summary: dict) -> Table:
     for r in summary["rows"]:
         cells = [r["method"], str(r["beam"]), *(_fmt(r, m) for m in METRICS), str(r["n_seeds"])]
         if has_delta:
-            d = r.get("vs_baseline", {}).get("rouge_l")
-            cells.append("" if d is None else f"{d['diff']:+.2f}" + ("*" if d["significant"] else ""))
+            cells.append(_delta(r, "rouge_l", interval=False))
         t.add_row(*cells)
     return t
 
