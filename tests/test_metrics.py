@@ -11,36 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from exposure_cli import metrics
+from exposure_cli.bench_score import reference_scorer
 from exposure_cli.cli import app
 
-import rouge as rouge_pkg  # noqa: E402  (test extra: rouge==1.0.0)
-from nltk.translate import bleu_score  # noqa: E402
-
-KEYS = ("rouge_1", "rouge_2", "rouge_l", "bleu")
+KEYS = metrics.STUDY_KEYS
 
 
 def truth(preds, refs):
     """Independent truth: the study's own loop over rouge 1.0.0 and nltk, one pair at a time."""
-    rouge, smooth = rouge_pkg.Rouge(), bleu_score.SmoothingFunction().method1
-    out = {k: [] for k in KEYS}
-    for pred, ref in zip(preds, refs):
-        h, r = " ".join(pred).lower(), " ".join(ref).lower()
-        if not h.strip():
-            row = (0.0, 0.0, 0.0, 0.0)
-        else:
-            b = bleu_score.sentence_bleu(
-                references=[r.split(" ")], hypothesis=h.split(" "), smoothing_function=smooth
-            )
-            try:
-                s = rouge.get_scores(hyps=h, refs=r)[0]
-                row = (s["rouge-1"]["f"], s["rouge-2"]["f"], s["rouge-l"]["f"], b)
-            except ValueError:
-                # The package raises on a text that is just "." (no sentence left); ours scores
-                # Rouge 0 there, a case the study's titles never contain.
-                row = (0.0, 0.0, 0.0, b)
-        for k, v in zip(KEYS, row):
-            out[k].append(v)
-    return {k: np.array(v) for k, v in out.items()}
+    return reference_scorer()(preds, refs)
 
 
 def titles_of(path):
