@@ -34,7 +34,8 @@ def _rouge_sentences(s: str) -> list[list[str]]:
 
 
 def _f_score(overlap: int, hyp_count: int, ref_count: int) -> float:
-    # Same operations in the same order as rouge 1.0.0's f_r_p_rouge_n, so the floats agree bit for bit.
+    # Same operations in the same order as rouge 1.0.0's f_r_p_rouge_n (its Rouge-L F repeats them with
+    # p and r swapped, which IEEE products and sums do not notice), so the floats agree bit for bit.
     precision = overlap / hyp_count if hyp_count else 0.0
     recall = overlap / ref_count if ref_count else 0.0
     return 2.0 * ((precision * recall) / (precision + recall + _ROUGE_EPS))
@@ -119,8 +120,10 @@ def _lcs_tokens(x: Sequence[str], y: Sequence[str]) -> set[str]:
 def _lcs_type_count(x: list[str], y: list[str], x_types: int, y_types: int) -> int:
     # If either side has no repeated token, the LCS's matched positions carry distinct tokens, so
     # the number of token types on it is its length, whichever LCS the traceback would pick.
-    if x_types == len(x) or y_types == len(y):
-        return _lcs_rows(x, y)[0][-1].bit_count()
+    if y_types == len(y):
+        return _lcs_len_distinct(x, y)
+    if x_types == len(x):
+        return _lcs_len_distinct(y, x)
     return len(_lcs_tokens(x, y))
 
 
@@ -135,9 +138,8 @@ def _rouge_l(hyp_sents: list[list[str]], ref_sents: list[list[str]], hyp_types: 
             for hs in hyp_sents:
                 union |= _lcs_tokens(rs, hs)
         llcs = len(union)
-    r_lcs = llcs / ref_types
-    p_lcs = llcs / hyp_types
-    return 2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + _ROUGE_EPS))
+    # rouge 1.0.0's Rouge-L F is its Rouge-N F with the LCS token count as the overlap.
+    return _f_score(llcs, hyp_types, ref_types)
 
 
 def _bleu(overlaps: list[int], hyp_len: int, ref_len: int) -> float:
@@ -185,8 +187,7 @@ def _score_plain(h: list[str], r: list[str]) -> tuple[float, float, float, float
     if not common:
         # No shared character: every precision, the LCS and nltk's BLEU are 0.
         return 0.0, 0.0, 0.0, 0.0
-    h_distinct, r_distinct = len(hs) == nh, len(rs) == nr
-    if h_distinct or r_distinct:
+    if len(hs) == nh or len(rs) == nr:
         o1 = len(common)
     else:
         hc, rc = Counter(h), Counter(r)
@@ -214,15 +215,7 @@ def _score_plain(h: list[str], r: list[str]) -> tuple[float, float, float, float
     bleu = _bleu([o1, o2, o3, o4], nh, nr)
     r1 = _f_score(o1, nh, nr)
     r2 = _f_score(o2, nh - 1, nr - 1)
-    if h_distinct:
-        llcs = _lcs_len_distinct(r, h)
-    elif r_distinct:
-        llcs = _lcs_len_distinct(h, r)
-    else:
-        llcs = len(_lcs_tokens(r, h))
-    r_lcs = llcs / len(rs)
-    p_lcs = llcs / len(hs)
-    rl = 2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + _ROUGE_EPS))
+    rl = _f_score(_lcs_type_count(r, h, len(rs), len(hs)), len(hs), len(rs))
     return r1, r2, rl, bleu
 
 
