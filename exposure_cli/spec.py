@@ -1,16 +1,17 @@
 """Experiment spec: YAML file → typed, validated dataclasses.
 
-Every key is checked against the dataclass that holds it, so a typo or a wrong type stops the run
-before any work with one line naming the key path and what was expected.
+Every key is checked against the dataclass that holds it (`typed.build`), so a typo or a wrong type
+stops the run before any work with one line naming the key path and what was expected. A spec
+given by bare name (`exposure run csl.yaml`) is looked up in ./experiments/ and then among the
+specs packaged with exposure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +19,55 @@ import yaml
 
 from . import fileio
 from .errors import UserError
+from .typed import build, param
+
+
+def _strategies():
+    from .decode import STRATEGIES
+
+    return STRATEGIES.names()
+
+
+def _inits():
+    from .build import INITS
+
+    return INITS.names()
 
 
 @dataclass
 class DataSpec:
-    train: str = "data/csl/train.tsv"
-    dev: str = "data/csl/dev.tsv"
-    test: str = "data/csl/test.tsv"
-    # Optional caps, in file order, for quick specs (smoke tests); null uses the whole split.
-    train_limit: int | None = None
-    test_limit: int | None = None
+    train: str = param("data/csl/train.tsv", "training split, title<TAB>content per line")
+    dev: str = param("data/csl/dev.tsv", "dev split, decoded after each epoch to select the weights")
+    test: str = param("data/csl/test.tsv", "test split, decoded at every beam of decode.beams")
+    train_limit: int | None = param(None, "use only the first N training pairs (quick specs); null = all")
+    test_limit: int | None = param(None, "use only the first N test pairs; null = all")
 
 
 @dataclass
 class ModelSpec:
-    init: str = "scratch"
-    layers: int = 4
-    hidden: int = 256
-    heads: int = 4
-    intermediate: int | None = None  # default 4 × hidden, as in BERT
-    dropout: float = 0.1
-    max_len: int = 256  # positions for [CLS] source [SEP] target [SEP], as in the study
-    max_source_len: int | None = None  # source characters kept; default max_len - max_target_len - 2
-    max_target_len: int = 32  # target positions including the final [SEP]
-    vocab_min_freq: int = 1  # characters seen fewer times in train become [UNK]
-    pre_ln: bool = False  # LayerNorm before each sublayer instead of after (same parameters)
-    copy: bool = False  # mix a pointer over the source into the output distribution (scratch profile)
-    copy_continuation: int = 0  # with copy: learned pointer bonus for continuing a copied span of 1..n tokens
-    copy_coverage: bool = False  # with copy: learned pointer weight on source tokens the target already holds
+    init: str = param("scratch", "scratch: a new UniLM and a character vocabulary built from the training "
+                      "split; pretrained: a Hugging Face BERT directory (model.checkpoint)", _inits)
+    checkpoint: str | None = param(None, "with init: pretrained, the BERT directory (config.json, vocab.txt, "
+                                   "model.safetensors or pytorch_model.bin); ${EXPOSURE_BERT} is expanded")
+    simplify_vocab: bool = param(True, "with init: pretrained, drop multi-character tokens holding a CJK "
+                                 "character or punctuation, as bert4keras' load_vocab(simplified=True)")
+    layers: int | None = param(None, "transformer blocks; default 4 (scratch) or config.json's (pretrained)")
+    hidden: int | None = param(None, "width; default 256 (scratch) or config.json's")
+    heads: int | None = param(None, "attention heads; default 4 (scratch) or config.json's")
+    intermediate: int | None = param(None, "feed-forward width; default 4 × hidden or config.json's")
+    dropout: float = param(0.1, "dropout on embeddings, attention probabilities and sublayer outputs")
+    max_len: int = param(256, "positions for [CLS] source [SEP] target [SEP], as in the study")
+    max_source_len: int | None = param(None, "source tokens kept; default max_len - max_target_len - 2")
+    max_target_len: int = param(32, "target positions in training, the final [SEP] included")
+    truncation: str = param("fixed", "fixed: cut the source to max_source_len and the target to "
+                            "max_target_len; longest_first: as bert4keras' encode(max_length=max_len), drop "
+                            "the second-to-last token of the longer side until the pair fits max_len",
+                            ("fixed", "longest_first"))
+    vocab_min_freq: int = param(1, "scratch: characters seen fewer times in training become [UNK]")
+    pre_ln: bool = param(False, "LayerNorm before each sublayer instead of after (same parameters)")
+    copy: bool = param(False, "mix a pointer over the source into the output distribution (scratch profile)")
+    copy_continuation: int = param(0, "with copy: learned pointer bonus for continuing a copied span of 1..n tokens")
+    copy_coverage: bool = param(False, "with copy: learned pointer weight on source tokens the target already holds")
 
     def source_len(self) -> int:
         return self.max_source_len if self.max_source_len is not None else self.max_len - self.max_target_len - 2
@@ -53,29 +75,43 @@ class ModelSpec:
 
 @dataclass
 class TrainSpec:
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-5
-    warmup: int = 0  # optimizer steps of linear warm-up
-    schedule: str = "constant"  # constant | linear | cosine (decay after warm-up)
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    label_smoothing: float = 0.0
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    bf16: bool = True
-    dev_size: int = 500  # dev examples decoded greedily after each epoch to pick the best weights
-    log_every: int = 20
+    epochs: int = param(20, "passes over the training split")
+    batch_size: int = param(16, "examples per optimizer step")
+    lr: float = param(1e-5, "peak learning rate")
+    adam_eps: float = param(1e-8, "Adam's epsilon (bert4keras and BERT use 1e-6)")
+    warmup: int = param(0, "optimizer steps of linear warm-up")
+    schedule: str = param("constant", "learning-rate decay after warm-up", ("constant", "linear", "cosine"))
+    weight_decay: float = param(0.0, "AdamW's decoupled weight decay")
+    no_decay_norm_bias: bool = param(False, "exempt biases and LayerNorm weights from weight decay "
+                                     "(BERT's fine-tuning recipe); false decays every parameter")
+    grad_clip: float | None = param(1.0, "clip the gradient's global norm to this; null = no clipping")
+    label_smoothing: float = param(0.0, "label smoothing of the target cross-entropy")
+    seeds: list[int] = param([0, 1], "one run per seed and method")
+    bf16: bool = param(True, "bf16 autocast for training and decoding (fp16 with a grad scaler on GPUs without bf16)")
+    compile: bool = param(False, "torch.compile the model for methods without a double backward")
+    dev_size: int | None = param(500, "dev examples greedily decoded after each epoch; null = the whole split")
+    select_fp32: bool = param(False, "decode the dev set in fp32 for selection, even when training in bf16")
+    checkpoint_seconds: float = param(120.0, "also save a resumable checkpoint every this many seconds of "
+                                      "training (epoch ends always save one); 0 = only at epoch ends")
+    log_every: int = param(20, "optimizer steps between lines of train.jsonl")
 
 
 @dataclass
 class DecodeSpec:
-    beams: list[int] = field(default_factory=lambda: [1, 2, 3])
-    strategy: str = "study"  # study (bert4keras 0.5.8, the article's) | standard (finished pool); see decode.py
-    max_len: int = 32  # generated target tokens, the final [SEP] included
-    batch_size: int = 32  # sources decoded together (sorted by length)
-    length_penalty: float = 0.0  # standard only: rank finished by score / ((5 + len) / 6) ** length_penalty
-    n_best: int = 1  # hypotheses returned per source (`exposure generate`); the tables use the first
-    no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this size; 0 = off
+    beams: list[int] = param([1, 2, 3], "beam sizes the test set is decoded at")
+    strategy: str = param("study", "study: the article's bert4keras 0.5.8 search; standard: a pool of finished "
+                          "hypotheses (decode.py explains both)", _strategies)
+    max_len: int = param(32, "generated target tokens, the final [SEP] included")
+    batch_size: int = param(32, "sources decoded together (sorted by length)")
+    length_penalty: float = param(0.0, "standard only: rank finished by score / ((5 + len) / 6) ** length_penalty")
+    n_best: int = param(1, "hypotheses returned per source (`exposure generate`); the tables use the first")
+    no_repeat_ngram_size: int = param(0, "forbid repeating any n-gram of this size; 0 = off")
+
+
+@dataclass
+class ScoreSpec:
+    lowercase: bool = param(True, "lower-case texts before the study's scores (the authors' scripts did from "
+                            "September 2020 on; the article's tables of March 2020 predate it)")
 
 
 @dataclass
@@ -88,12 +124,13 @@ class MethodSpec:
 
 @dataclass
 class Spec:
-    name: str
+    name: str = field(metadata={"help": "the experiment's name: the default output directory is runs/<name>"})
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     methods: list[MethodSpec] = field(default_factory=lambda: [MethodSpec("baseline")])
     decode: DecodeSpec = field(default_factory=DecodeSpec)
+    score: ScoreSpec = field(default_factory=ScoreSpec)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -101,93 +138,8 @@ class Spec:
         return d
 
 
-_CHOICES = {
-    ("model", "init"): ("scratch",),
-    ("train", "schedule"): ("constant", "linear", "cosine"),
-    ("decode", "strategy"): ("study", "standard"),
-}
-
-
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, where)
-            except UserError:
-                pass
-        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        (inner,) = typing.get_args(tp)
-        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-5` as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is Any:
-        return value
-    raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls, raw: Any, where: str):
-    if not isinstance(raw, dict):
-        raise UserError(f"{where or 'spec'}: expected a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in names:
-            raise UserError(f"{path}: unknown key (expected one of: {', '.join(names)})")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, path)
-        elif key == "methods":
-            kwargs[key] = _methods(value, path)
-        else:
-            kwargs[key] = _convert(value, tp, path)
-        choices = _CHOICES.get((where, key))
-        if choices and kwargs[key] not in choices:
-            raise UserError(f"{path}: expected one of {', '.join(choices)}, got {kwargs[key]!r}")
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise UserError(f"{where or 'spec'}: missing required key {missing[0]!r}")
-    return cls(**kwargs)
-
-
 def _methods(raw: Any, where: str) -> list[MethodSpec]:
-    from .methods import validate_method
+    from .methods import METHODS, validate_method
 
     if not isinstance(raw, list) or not raw:
         raise UserError(f"{where}: expected a non-empty list of method names or {{name: {{param: value}}}}")
@@ -203,6 +155,8 @@ def _methods(raw: Any, where: str) -> list[MethodSpec]:
                 raise UserError(f"{path}.{name}: expected a mapping of parameters, got {params!r}")
         else:
             raise UserError(f"{path}: expected a method name or {{name: {{param: value}}}}, got {item!r}")
+        if name not in METHODS:
+            raise UserError(METHODS.unknown(name, path))
         out.append(MethodSpec(name, validate_method(name, params, path)))
     labels = [method_label(m) for m in out]
     dup = {lab for lab in labels if labels.count(lab) > 1}
@@ -225,6 +179,8 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
             raise UserError(f"{source} {item!r}: expected KEY.PATH=VALUE, e.g. train.epochs=2")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise UserError(f"{source} {item!r}: expected KEY.PATH=VALUE, e.g. train.epochs=2")
         node = raw
         for p in parts[:-1]:
             child = node.setdefault(p, {})
@@ -234,12 +190,53 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
         try:
             node[parts[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as e:
-            raise UserError(f"{source} {key}: value {value!r} is not valid YAML ({e.problem})") from None
+            raise UserError(f"{source} {key}: value {value!r} is not valid YAML ({getattr(e, 'problem', e)})") from None
     return raw
 
 
+def packaged_specs() -> dict[str, Path]:
+    """The specs shipped inside the package, by their path under experiments/ (`csl.yaml`, `paper/csl.yaml`)."""
+    root = resources.files("exposure_cli") / "experiments"
+    out: dict[str, Path] = {}
+    if not root.is_dir():
+        return out
+
+    def walk(node, prefix=""):
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith((".yaml", ".yml")):
+                out[prefix + child.name] = Path(str(child))
+
+    walk(root)
+    return out
+
+
+def find_spec(name: str | Path) -> Path:
+    """A spec path as given, else under ./experiments/, else among the packaged specs."""
+    path = Path(name)
+    if path.exists():
+        return path
+    candidates = [Path("experiments") / path]
+    if path.suffix not in (".yaml", ".yml"):
+        candidates.append(Path("experiments") / f"{path}.yaml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    packaged = packaged_specs()
+    for key in (str(name), f"{name}.yaml"):
+        if key in packaged:
+            return packaged[key]
+    if len(path.parts) == 1 or not path.is_absolute():
+        known = ", ".join(packaged) or "none"
+        raise UserError(f"{name}: spec file not found (looked in ., ./experiments and the packaged specs: {known})")
+    raise UserError(f"{name}: spec file not found")
+
+
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
-    path = Path(path)
+    path = find_spec(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a spec file (YAML)")
     text = fileio.read_text(path, "spec file")
     try:
         raw = yaml.safe_load(text)
@@ -247,8 +244,10 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise UserError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise UserError(f"{path}: the spec is empty (expected a mapping with at least 'name')")
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides or [])
     try:
         return spec_from_dict(raw)
@@ -257,7 +256,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
 
 def spec_from_dict(raw: dict) -> Spec:
-    spec = _build(Spec, raw, "")
+    spec = build(Spec, raw, "", nested={"methods": _methods})
     _check_ranges(spec)
     return spec
 
@@ -267,30 +266,51 @@ def _check_ranges(s: Spec) -> None:
         if not ok:
             raise UserError(f"{key}: expected {what}")
 
-    need(s.model.hidden % s.model.heads == 0, "model.hidden", f"a multiple of model.heads ({s.model.heads})")
-    need(s.model.layers >= 1, "model.layers", "at least 1")
-    need(0 <= s.model.dropout < 1, "model.dropout", "a number in [0, 1)")
-    need(s.model.copy_continuation >= 0, "model.copy_continuation", "0 (off) or a positive match length")
-    need(not s.model.copy_continuation or s.model.copy, "model.copy_continuation", "0 unless model.copy is true")
-    need(not s.model.copy_coverage or s.model.copy, "model.copy_coverage", "false unless model.copy is true")
-    need(s.model.max_target_len >= 1, "model.max_target_len", "at least 1")
-    need(1 <= s.model.source_len() and s.model.source_len() + 2 + s.model.max_target_len <= s.model.max_len,
-         "model.max_source_len", f"[CLS] source [SEP] + model.max_target_len to fit model.max_len ({s.model.max_len})")
-    need(s.train.epochs >= 1, "train.epochs", "at least 1")
-    need(s.train.batch_size >= 1, "train.batch_size", "at least 1")
-    need(s.train.lr > 0, "train.lr", "a positive number")
-    need(len(s.train.seeds) >= 1, "train.seeds", "at least one seed")
-    need(len(set(s.train.seeds)) == len(s.train.seeds), "train.seeds", "distinct seeds")
-    need(0 <= s.train.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)")
-    need(s.train.dev_size >= 1, "train.dev_size", "at least 1")
-    need(bool(s.decode.beams) and all(b >= 1 for b in s.decode.beams), "decode.beams", "a list of beam sizes ≥ 1")
-    need(s.decode.max_len >= 1, "decode.max_len", "at least 1")
-    room = s.model.max_len - s.model.source_len() - 1  # positions left after [CLS] source [SEP], last token not fed
-    need(s.decode.max_len <= room, "decode.max_len",
+    m, t, d = s.model, s.train, s.decode
+    need(bool(s.name) and isinstance(s.name, str), "name", "a non-empty string")
+    for key in ("layers", "hidden", "heads", "intermediate"):
+        v = getattr(m, key)
+        need(v is None or v >= 1, f"model.{key}", "at least 1")
+    if m.hidden and m.heads:
+        need(m.hidden % m.heads == 0, "model.hidden", f"a multiple of model.heads ({m.heads})")
+    need(m.init != "pretrained" or bool(m.checkpoint), "model.checkpoint",
+         "a BERT directory with init: pretrained (set EXPOSURE_BERT or --set model.checkpoint=DIR)")
+    need(m.init == "pretrained" or m.checkpoint is None, "model.checkpoint", "null unless model.init is pretrained")
+    need(not (m.init == "pretrained" and m.copy), "model.copy", "false with init: pretrained (BERT has no copy head)")
+    need(0 <= m.dropout < 1, "model.dropout", "a number in [0, 1)")
+    need(m.copy_continuation >= 0, "model.copy_continuation", "0 (off) or a positive match length")
+    need(not m.copy_continuation or m.copy, "model.copy_continuation", "0 unless model.copy is true")
+    need(not m.copy_coverage or m.copy, "model.copy_coverage", "false unless model.copy is true")
+    need(m.vocab_min_freq >= 1, "model.vocab_min_freq", "at least 1")
+    need(m.max_target_len >= 1, "model.max_target_len", "at least 1")
+    need(1 <= m.source_len() and m.source_len() + 2 + m.max_target_len <= m.max_len,
+         "model.max_source_len", f"[CLS] source [SEP] + model.max_target_len to fit model.max_len ({m.max_len})")
+    need(t.epochs >= 1, "train.epochs", "at least 1")
+    need(t.batch_size >= 1, "train.batch_size", "at least 1")
+    need(t.lr > 0 and math.isfinite(t.lr), "train.lr", "a positive number")
+    need(t.adam_eps > 0, "train.adam_eps", "a positive number")
+    need(t.warmup >= 0, "train.warmup", "0 or more steps")
+    need(t.weight_decay >= 0, "train.weight_decay", "0 or more")
+    need(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "a positive number or null (no clipping)")
+    need(len(t.seeds) >= 1, "train.seeds", "at least one seed")
+    need(len(set(t.seeds)) == len(t.seeds), "train.seeds", "distinct seeds")
+    need(all(sd >= 0 for sd in t.seeds), "train.seeds", "seeds ≥ 0")
+    need(0 <= t.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)")
+    need(t.dev_size is None or t.dev_size >= 1, "train.dev_size", "at least 1, or null for the whole split")
+    need(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", "0 or more seconds")
+    need(t.log_every >= 1, "train.log_every", "at least 1")
+    for key in ("train_limit", "test_limit"):
+        v = getattr(s.data, key)
+        need(v is None or v >= 1, f"data.{key}", "at least 1, or null for the whole split")
+    need(bool(d.beams) and all(b >= 1 for b in d.beams), "decode.beams", "a non-empty list of beam sizes ≥ 1")
+    need(len(set(d.beams)) == len(d.beams), "decode.beams", "distinct beam sizes")
+    need(d.max_len >= 1, "decode.max_len", "at least 1")
+    room = m.max_len - m.source_len() - 1  # positions left after [CLS] source [SEP], last token not fed
+    need(d.max_len <= room, "decode.max_len",
          f"at most {room} (model.max_len minus [CLS] source [SEP], the last generated token needs no position)")
-    need(s.decode.batch_size >= 1, "decode.batch_size", "at least 1")
-    need(math.isfinite(s.decode.length_penalty), "decode.length_penalty", "a finite number")
-    need(s.decode.n_best >= 1, "decode.n_best", "at least 1")
-    need(s.decode.strategy != "standard" or s.decode.n_best <= min(s.decode.beams), "decode.n_best",
-         f"at most the smallest beam ({min(s.decode.beams)}) with the standard strategy")
-    need(s.decode.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", "0 (off) or a positive n-gram size")
+    need(d.batch_size >= 1, "decode.batch_size", "at least 1")
+    need(math.isfinite(d.length_penalty), "decode.length_penalty", "a finite number")
+    need(d.n_best >= 1, "decode.n_best", "at least 1")
+    need(d.strategy != "standard" or d.n_best <= min(d.beams), "decode.n_best",
+         f"at most the smallest beam ({min(d.beams)}) with the standard strategy")
+    need(d.no_repeat_ngram_size >= 0, "decode.no_repeat_ngram_size", "0 (off) or a positive n-gram size")

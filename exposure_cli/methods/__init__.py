@@ -1,8 +1,15 @@
 """Training methods against exposure bias, each a small class registered by name.
 
-`base` holds the registry and the `Method` base class with its hooks; each other module holds one
-method and registers it on import. A spec names a method as `name` or `{name: {param: value}}`.
+`base` holds the registry and the `Method` base class with its hooks; every other module of this
+package holds one method and registers it on import (all are imported here, whatever their
+number). A spec names a method as `name` or `{name: {param: value}}`.
 """
 
-from .base import Method, ParamError, StepContext, available, get_method, register, validate_method  # noqa: F401
-from . import adversarial, gradient_penalty, random_replace, scheduled_sampling  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
+from .base import METHODS, Method, ParamError, StepContext, available, get_method, register, validate_method  # noqa: F401
+
+for _m in pkgutil.iter_modules(__path__):
+    if _m.name != "base":
+        importlib.import_module(f"{__name__}.{_m.name}")

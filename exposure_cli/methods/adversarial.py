@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, StepContext, check_choice, check_range, register
+from .base import Method, StepContext, check_range, param, register
 
 NORMS = ("batch", "example", "position")
 
@@ -28,14 +28,13 @@ NORMS = ("batch", "example", "position")
 @dataclass
 class Adversarial(Method):
     name: ClassVar[str] = "adversarial"
-    epsilon: float = 1.0
-    weight: float = 1.0
-    norm: str = "batch"
+    epsilon: float = param(1.0, "size of the perturbation r = ε · g / ‖g‖")
+    weight: float = param(1.0, "weight of the adversarial pass's cross-entropy in the loss")
+    norm: str = param("batch", "what ‖g‖ is taken over: the whole batch, each example, or each position", NORMS)
 
     def __post_init__(self):
         check_range("epsilon", self.epsilon, 0.0)
         check_range("weight", self.weight, 0.0)
-        check_choice("norm", self.norm, NORMS)
 
     def perturbation(self, g: torch.Tensor) -> torch.Tensor:
         g = g.to(torch.promote_types(g.dtype, torch.float32))

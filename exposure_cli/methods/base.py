@@ -3,14 +3,15 @@
 A method may override two hooks:
 - `corrupt(batch, ctx)`: change the decoder inputs before the forward pass (labels stay);
 - `loss(model, batch, ctx)`: compute the training loss, adding terms or extra passes.
-Its parameters are its dataclass fields; the spec names it `{name: {param: value}}`.
+Its parameters are its dataclass fields, each with `param(default, help[, choices])`; the spec
+names it `{name: {param: value}}`, and `exposure ls` lists the parameters with their help.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
-import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,13 +19,8 @@ import torch
 
 from ..batching import Batch
 from ..errors import UserError
-
-_REGISTRY: dict[str, type["Method"]] = {}
-
-
-def register(cls: type["Method"]) -> type["Method"]:
-    _REGISTRY[cls.name] = cls
-    return cls
+from ..registry import Registry
+from ..typed import build, default, param  # noqa: F401  (param: for the methods)
 
 
 @dataclass
@@ -32,7 +28,7 @@ class StepContext:
     step: int  # optimizer steps done so far
     total_steps: int
     generator: torch.Generator  # the method's own random stream (device of the batch)
-    rng: random.Random
+    rng: random.Random | None = None  # unused by the built-in methods; data order has its own stream
     label_smoothing: float = 0.0
 
 
@@ -40,7 +36,7 @@ class StepContext:
 class Method:
     name: ClassVar[str] = ""
     # True when the loss differentiates a gradient (create_graph=True): the model then avoids the
-    # fused attention kernels, which have no double backward.
+    # fused attention kernels, which have no double backward, and torch.compile.
     needs_double_backward: ClassVar[bool] = False
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
@@ -53,8 +49,12 @@ class Method:
     def label(self) -> str:
         """Name plus the parameters that differ from their defaults, e.g. `random_replace(ratio=0.2)`."""
         changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != _default(f)]
+                   if getattr(self, f.name) != default(f)]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
+
+
+METHODS: Registry[type[Method]] = Registry("method", Method)
+register = METHODS.register()
 
 
 class ParamError(ValueError):
@@ -65,20 +65,11 @@ class ParamError(ValueError):
         self.key = key
 
 
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ParamError(key, f"expected one of {', '.join(choices)}, got {value!r}")
-
-
 def check_range(key: str, value: float, lo: float, hi: float | None = None, *, lo_open: bool = False) -> None:
-    ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
+    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
     if not ok:
         lo_s = f"{'(' if lo_open else '['}{lo}"
         raise ParamError(key, f"expected a number in {lo_s}, {hi if hi is not None else '∞'}{']' if hi is not None else ')'}, got {value!r}")
-
-
-def _default(f: dataclasses.Field):
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 @register
@@ -90,32 +81,20 @@ class Baseline(Method):
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def validate_method(name: str, params: dict, where: str = "methods") -> dict:
     """Check a method name and its parameters; return the parameters with their types converted."""
-    from ..spec import _convert
-
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UserError(f"{where}: unknown method {name!r} (available: {', '.join(available())})")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    out = {}
-    for key, value in params.items():
-        if key not in names:
-            expected = ", ".join(names) if names else "no parameters"
-            raise UserError(f"{where}.{name}.{key}: unknown parameter (expected {expected})")
-        out[key] = _convert(value, hints[key], f"{where}.{name}.{key}")
+    cls = METHODS.get(name, where)
     try:
-        cls(**out)
+        method = build(cls, params, f"{where}.{name}", noun="parameter")
     except ParamError as e:
         raise UserError(f"{where}.{name}.{e.key}: {e}") from None
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}.{name}: {e}") from None
-    return out
+    return {k: getattr(method, k) for k in params}
 
 
 def get_method(name: str, params: dict | None = None) -> Method:
-    return _REGISTRY[name](**(params or {}))
+    return METHODS.get(name)(**(params or {}))

@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, ParamError, StepContext, check_choice, check_range, register
+from .base import Method, ParamError, StepContext, check_range, param, register
 
 SCOPES = ("inputs", "embedding_rows")
 BACKWARDS = ("exact", "perturbation")
@@ -70,14 +70,14 @@ def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str 
 @dataclass
 class GradientPenalty(Method):
     name: ClassVar[str] = "gradient_penalty"
-    epsilon: float = 0.5
-    scope: str = "inputs"  # inputs | embedding_rows
-    backward: str = "exact"  # exact | perturbation
+    epsilon: float = param(0.5, "weight of the penalty Σ‖∂CE/∂e_i‖² (the study's 0.5)")
+    scope: str = param("inputs", "inputs: the looked-up embedding rows' gradients (the article); embedding_rows: "
+                       "also the tied output head's gradient of the embedding matrix (the authors' script)", SCOPES)
+    backward: str = param("exact", "exact: a second-order backward; perturbation: a first-order approximation "
+                          "from a second pass at e + 2ε·g (about 1.8× a baseline step instead of ~2.8×)", BACKWARDS)
 
     def __post_init__(self):
         check_range("epsilon", self.epsilon, 0.0)
-        check_choice("scope", self.scope, SCOPES)
-        check_choice("backward", self.backward, BACKWARDS)
         if self.backward == "perturbation" and self.scope != "inputs":
             raise ParamError("backward", "perturbation supports only scope: inputs")
 

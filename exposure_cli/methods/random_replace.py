@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, StepContext, check_choice, check_range, register
+from .base import Method, StepContext, check_range, param, register
 
 POOLS = ("target", "sequence")
 
@@ -30,14 +30,14 @@ POOLS = ("target", "sequence")
 @dataclass
 class RandomReplace(Method):
     name: ClassVar[str] = "random_replace"
-    prob: float = 0.5  # share of examples that are corrupted
-    ratio: float = 0.3  # share of candidate positions replaced within a corrupted example
-    pool: str = "target"  # target | sequence
+    prob: float = param(0.5, "share of examples that are corrupted")
+    ratio: float = param(0.3, "share of target positions replaced within a corrupted example")
+    pool: str = param("target", "where replacements are drawn from: the example's target tokens (the article) "
+                      "or its whole input sequence (the authors' script)", POOLS)
 
     def __post_init__(self):
         check_range("prob", self.prob, 0.0, 1.0)
         check_range("ratio", self.ratio, 0.0, 1.0)
-        check_choice("pool", self.pool, POOLS)
 
     def decide(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(corrupted (B,), replaced (B, L), draws (B, L)): the random decisions of one batch.

@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, StepContext, check_choice, check_range, register
+from .base import Method, StepContext, check_range, param, register
 
 SCHEDULES = ("linear", "exponential", "inverse_sigmoid", "constant")
 PREDICT = ("argmax", "sample")
@@ -38,19 +38,17 @@ PREDICT = ("argmax", "sample")
 @dataclass
 class ScheduledSampling(Method):
     name: ClassVar[str] = "scheduled_sampling"
-    schedule: str = "inverse_sigmoid"
-    max_prob: float = 0.25  # the replacement probability the schedule rises to
-    k: float = 10.0  # rate (exponential) or steepness (inverse_sigmoid)
-    c: float = 0.5  # midpoint of inverse_sigmoid, as a share of training
-    predict: str = "argmax"
-    temperature: float = 1.0
+    schedule: str = param("inverse_sigmoid", "how the replacement probability rises over training", SCHEDULES)
+    max_prob: float = param(0.25, "the replacement probability the schedule rises to")
+    k: float = param(10.0, "rate (exponential) or steepness (inverse_sigmoid)")
+    c: float = param(0.5, "midpoint of inverse_sigmoid, as a share of training")
+    predict: str = param("argmax", "how pass 1 turns its distribution into a token", PREDICT)
+    temperature: float = param(1.0, "softmax temperature when predict is sample")
 
     def __post_init__(self):
-        check_choice("schedule", self.schedule, SCHEDULES)
         check_range("max_prob", self.max_prob, 0.0, 1.0)
         check_range("k", self.k, 0.0, lo_open=True)
         check_range("c", self.c, 0.0, 1.0)
-        check_choice("predict", self.predict, PREDICT)
         check_range("temperature", self.temperature, 0.0, lo_open=True)
 
     def prob(self, step: int, total_steps: int) -> float:
