@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .tokenizer import CharTokenizer
+from .tokenizers import Tokenizer
 
 
 @dataclass
@@ -28,9 +28,10 @@ class Batch:
         return int(self.pad_mask.sum())
 
 
-def encode_examples(tok: CharTokenizer, pairs, max_source: int, max_target: int):
-    """(ids, segment ids) of each (source, target) pair."""
-    return [tok.encode_pair(p.source, p.target, max_source, max_target) for p in pairs]
+def encode_examples(tok: Tokenizer, pairs, max_source: int, max_target: int, truncation: str = "fixed",
+                    max_len: int | None = None):
+    """(ids, segment ids) of each (source, target) pair (`Tokenizer.encode_pair` explains truncation)."""
+    return [tok.encode_pair(p.source, p.target, max_source, max_target, truncation, max_len) for p in pairs]
 
 
 def collate(examples, pad_id: int = 0) -> Batch:

@@ -11,10 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from . import fileio
-from .errors import UserError
+from .. import fileio
+from ..errors import UserError
+from .base import SPECIALS, Tokenizer
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = "vocab.txt"
 
 
 def normalize(text: str) -> list[str]:
@@ -22,7 +23,10 @@ def normalize(text: str) -> list[str]:
     return [c for c in text.lower() if not c.isspace()]
 
 
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
+    name = "char"
+    files = (VOCAB,)
+
     def __init__(self, tokens: list[str]):
         if tokens[: len(SPECIALS)] != SPECIALS:
             raise ValueError(f"vocabulary must start with {SPECIALS}")
@@ -31,9 +35,6 @@ class CharTokenizer:
         self.tokens = list(tokens)
         self.index = {t: i for i, t in enumerate(tokens)}
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(len(SPECIALS))
-
-    def __len__(self) -> int:
-        return len(self.tokens)
 
     @classmethod
     def build(cls, texts: Iterable[str], min_freq: int = 1) -> "CharTokenizer":
@@ -47,7 +48,6 @@ class CharTokenizer:
         return [self.index.get(c, unk) for c in normalize(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of the ids up to the first [SEP]; other special tokens are dropped."""
         out = []
         for i in ids:
             i = int(i)
@@ -57,23 +57,12 @@ class CharTokenizer:
                 out.append(self.tokens[i])
         return "".join(out)
 
-    def encode_pair(self, source: str, target: str | None, max_source: int, max_target: int):
-        """[CLS] source [SEP] target [SEP] → (ids, segment ids); target None gives the prompt only.
-
-        `max_target` counts the target's positions including its final [SEP].
-        """
-        src = [self.cls_id] + self.encode(source)[:max_source] + [self.sep_id]
-        seg = [0] * len(src)
-        if target is None:
-            return src, seg
-        tgt = self.encode(target)[: max_target - 1] + [self.sep_id]
-        return src + tgt, seg + [1] * len(tgt)
-
-    def save(self, path: str | Path) -> None:
-        fileio.write_text(path, "\n".join(self.tokens) + "\n")
+    def save(self, run_dir: str | Path) -> None:
+        fileio.write_text(Path(run_dir) / VOCAB, "\n".join(self.tokens) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "CharTokenizer":
+    def load(cls, run_dir: str | Path) -> "CharTokenizer":
+        path = Path(run_dir) / VOCAB
         tokens = fileio.read_text(path, "vocabulary file").split("\n")
         if tokens and tokens[-1] == "":
             tokens.pop()
