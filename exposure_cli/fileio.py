@@ -55,6 +55,43 @@ def torch_save(path, obj: Any) -> Path:
     return _atomic(path, lambda p: torch.save(obj, p))
 
 
+def read_json(path, what: str = "JSON file") -> Any:
+    """A JSON file, or a one-line UserError naming the path (and line) of what is wrong."""
+    from .errors import UserError
+
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def torch_load(path, device="cpu", what: str = "checkpoint") -> Any:
+    """A checkpoint of tensors and plain containers, loaded without running any pickled code.
+
+    `weights_only=True` refuses every global that is not a tensor type or a plain container, so a
+    file carrying a pickle payload is rejected before anything in it runs. Missing, truncated or
+    refused files are one-line UserErrors naming the file.
+    """
+    import pickle
+
+    import torch
+
+    from .errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "refused"
+        raise UserError(f"{path}: refused to load: it holds more than tensors and plain containers ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable {what}, truncated or corrupt ({msg})") from None
+
+
 def read_text(path, what: str = "file") -> str:
     """A UTF-8 text file, or a one-line UserError naming the path: missing, or not UTF-8 (and where)."""
     from .errors import UserError

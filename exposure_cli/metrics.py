@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .tokenizers.char import normalize
+
 STUDY_KEYS = ("rouge_1", "rouge_2", "rouge_l", "bleu")
 
 # rouge 1.0.0 adds this to every F-score denominator; it is why a perfect match scores 0.99999999.
@@ -21,9 +23,10 @@ _ROUGE_EPS = 1e-8
 _BLEU_EPS = 0.1
 
 
-def _study_text(text: str) -> str:
+def _study_text(text: str, lowercase: bool = True) -> str:
     # The scripts scored characters: every character (spaces too) becomes a space-separated token.
-    return " ".join(text).lower()
+    spaced = " ".join(text)
+    return spaced.lower() if lowercase else spaced
 
 
 def _rouge_sentences(s: str) -> list[list[str]]:
@@ -219,30 +222,30 @@ def _score_plain(h: list[str], r: list[str]) -> tuple[float, float, float, float
     return r1, r2, rl, bleu
 
 
-def _plain(text: str) -> str | None:
-    """text.lower() when the study's tokens of `text` are exactly its lower-cased characters.
+def _plain(text: str, lowercase: bool = True) -> str | None:
+    """text (lower-cased) when the study's tokens of `text` are exactly its (lower-cased) characters.
 
     That holds when lower-casing maps each character to one character with no context rule (the
     Greek final sigma is CPython's only one), and there is no "." (rouge's sentence split) and no
     whitespace (which rouge collapses and BLEU turns into "" tokens). Otherwise None.
     """
-    low = text.lower()
-    if len(low) != len(text) or "." in low or "Σ" in text or low.split() != [low]:
+    low = text.lower() if lowercase else text
+    if len(low) != len(text) or "." in low or (lowercase and "Σ" in text) or low.split() != [low]:
         return None
     return low
 
 
-def _score_pair(pred: str, ref: str) -> tuple[float, float, float, float]:
-    hp, rp = _plain(pred), _plain(ref)
+def _score_pair(pred: str, ref: str, lowercase: bool = True) -> tuple[float, float, float, float]:
+    hp, rp = _plain(pred, lowercase), _plain(ref, lowercase)
     if hp is not None and rp is not None:
         return _score_plain(list(hp), list(rp))
 
-    h = _study_text(pred)
+    h = _study_text(pred, lowercase)
     # The scripts only scored a prediction when `pred.strip()` was non-empty and added 0 otherwise,
     # so a whitespace-only prediction is "empty" too.
     if not h.strip():
         return 0.0, 0.0, 0.0, 0.0
-    r = _study_text(ref)
+    r = _study_text(ref, lowercase)
 
     # BLEU splits on single spaces: a space inside a text becomes two "" tokens.
     hb, rb = h.split(" "), r.split(" ")
@@ -267,33 +270,31 @@ def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
         raise ValueError(f"{len(preds)} predictions but {len(refs)} references")
 
 
-def study_per_example(preds: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per-example study metrics in [0, 1]: keys rouge_1, rouge_2, rouge_l, bleu."""
+def study_per_example(preds: Sequence[str], refs: Sequence[str], lowercase: bool = True) -> dict[str, np.ndarray]:
+    """Per-example study metrics in [0, 1]: keys rouge_1, rouge_2, rouge_l, bleu. `lowercase`: the
+    scripts lower-cased both texts from September 2020 on (the article's tables predate that)."""
     _check_pairs(preds, refs)
-    rows = list(map(_score_pair, preds, refs))
+    rows = [_score_pair(p, r, lowercase) for p, r in zip(preds, refs)]
     table = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
     return {key: table[:, k].copy() for k, key in enumerate(STUDY_KEYS)}
 
 
-def study_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+def study_scores(preds: Sequence[str], refs: Sequence[str], lowercase: bool = True) -> dict[str, float]:
     """Study metrics averaged over examples, ×100 (unrounded), plus n."""
     if not preds:
         raise ValueError("nothing to score: no predictions")
-    per = study_per_example(preds, refs)
+    per = study_per_example(preds, refs, lowercase)
     out: dict[str, float] = {key: float(per[key].mean() * 100) for key in STUDY_KEYS}
     out["n"] = len(preds)
     return out
 
 
-class CharTokenizer:
-    """rouge-score tokenizer: one token per non-whitespace character, lower-cased.
+class _Characters:
+    """rouge-score tokenizer: one token per non-whitespace character, lower-cased (the char
+    tokenizer's own normalisation). rouge-score's default keeps only [a-z0-9], so Chinese would
+    score 0; lower-casing mirrors both that default and the study."""
 
-    rouge-score's default tokenizer keeps only [a-z0-9], so Chinese would score 0. Lower-casing
-    mirrors both that default and the study.
-    """
-
-    def tokenize(self, text: str) -> list[str]:
-        return [c for c in text.lower() if not c.isspace()]
+    tokenize = staticmethod(normalize)
 
 
 def standard_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
@@ -307,7 +308,7 @@ def standard_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, floa
     from rouge_score import rouge_scorer
 
     bleu = sacrebleu.corpus_bleu(list(preds), [list(refs)], tokenize="zh").score
-    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=CharTokenizer())
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Characters())
     # RougeScorer.score takes (target, prediction): reference first.
     fs = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)]
     return {"sacrebleu": float(bleu), "rouge_score_l": float(np.mean(fs) * 100)}

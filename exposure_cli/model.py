@@ -333,9 +333,16 @@ class UniLM(nn.Module):
     @classmethod
     def from_checkpoint(cls, path, device="cpu") -> "UniLM":
         """The model saved in a run's best.pt ({"model": state dict, "config": ModelConfig fields})."""
-        ck = torch.load(path, map_location=device, weights_only=False)
-        model = cls(ModelConfig(**ck["config"]))
-        model.load_state_dict(ck["model"])
+        from .errors import UserError
+        from .fileio import torch_load
+
+        ck = torch_load(path, device)
+        try:
+            model = cls(ModelConfig(**ck["config"]))
+            model.load_state_dict(ck["model"])
+        except (KeyError, TypeError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{path}: not a checkpoint of exposure's UniLM ({type(e).__name__}: {msg})") from None
         return model.to(device)
 
     @property
