@@ -1,17 +1,31 @@
-"""A spec → its grid of runs (method × seed), each in its own directory, then the summary table."""
+"""A spec → its grid of runs (method × seed), each in its own directory, then the summary table.
+
+The grid is handed to an executor (`executors/`); the runner owns what is shared: the output
+directory's lock (one runner per directory), the list of runs, and the summary written from their
+results. Finished runs (metrics.json) are skipped by the run itself, so a rerun resumes the grid.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import shutil
+import socket
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import report
+from . import fileio, report
+from .errors import UserError
+from .executors import EXECUTORS, GridDisplay, RunTask
 from .metrics import study_per_example
 from .predictions import read_columns
 from .spec import Spec, method_label
-from .train import make_progress, run_one
+
+LOCK = ".exposure.lock"
 
 
 def run_dir_name(label: str) -> str:
@@ -23,25 +37,97 @@ def grid(spec: Spec) -> list[tuple]:
     return [(m, method_label(m), seed) for m in spec.methods for seed in spec.train.seeds]
 
 
-def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None) -> dict:
+def run_path(out_dir: Path, label: str, seed: int) -> Path:
+    return out_dir / run_dir_name(label) / f"seed{seed}"
+
+
+@contextmanager
+def locked(out_dir: Path):
+    """Hold an OS lock on OUT for this process's lifetime: a second runner on the same directory
+    stops at once naming the holder; a lock left by a killed process is released by the kernel."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    with make_progress(console) as progress:
-        for m, label, seed in grid(spec):
-            run_dir = out_dir / run_dir_name(label) / f"seed{seed}"
-            results.append(run_one(spec, m, seed, run_dir, device, progress))
-    summary = report.summarize(spec.name, results, [method_label(m) for m in spec.methods], spec.decode.beams)
-    report.add_bootstrap(summary, per_example_scores(out_dir, spec))
-    report.write_summary(out_dir, summary)
+    path = out_dir / LOCK
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise UserError(f"{out_dir}: in use by {holder}; wait for it to finish or choose another --out") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])})\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+def make_tasks(spec: Spec, out_dir: Path, device: torch.device, threads: int) -> list[RunTask]:
+    d = spec.to_dict()
+    return [RunTask(i, label, {"name": m.name, "params": dict(m.params)}, seed, str(run_path(out_dir, label, seed)),
+                    d, str(device), threads) for i, (m, label, seed) in enumerate(grid(spec))]
+
+
+def clear_failed(tasks: list[RunTask]) -> list[str]:
+    """Remove the failed runs' directories so that they start over; returns their labels."""
+    cleared = []
+    for t in tasks:
+        if (Path(t.dir) / "failed.json").exists():
+            shutil.rmtree(t.dir)
+            cleared.append(f"{t.label} seed {t.seed}")
+    return cleared
+
+
+def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None, executor: str = "serial",
+             threads: int = 0, retry_failed: bool = False, **executor_options) -> dict:
+    """Run the grid with the named executor and write the summary; returns it."""
+    with locked(out_dir):
+        tasks = make_tasks(spec, out_dir, device, threads)
+        if retry_failed:
+            clear_failed(tasks)
+        runner = EXECUTORS.get(executor, "--executor")(**executor_options)
+        with GridDisplay(tasks, console) as display:
+            results = runner.run(tasks, display)
+        summary = summarize_grid(spec, out_dir, results)
+        report.write_summary(out_dir, summary)
     return summary
 
 
-def per_example_scores(out_dir: Path, spec: Spec) -> dict:
+def summarize_grid(spec: Spec, out_dir: Path, results: list[dict]) -> dict:
+    finished = [r for r in results if "failed" not in r]
+    failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
+    summary = report.summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams,
+                               failed)
+    report.add_bootstrap(summary, per_example_scores(out_dir, spec, finished))
+    summary["runs"] = [report.run_record(r) for r in results]
+    if failed:
+        summary["failed"] = failed
+    return summary
+
+
+def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:
     """(method, beam, seed) → per-example study scores, recomputed from the predictions files."""
     scores = {}
-    for m, label, seed in grid(spec):
+    for r in finished:
         for beam in spec.decode.beams:
-            path = out_dir / run_dir_name(label) / f"seed{seed}" / f"predictions.beam{beam}.tsv"
-            cols = read_columns(path)
-            scores[(label, beam, seed)] = study_per_example(cols["prediction"], cols["reference"])
+            cols = read_columns(run_path(out_dir, r["method"], r["seed"]) / f"predictions.beam{beam}.tsv")
+            if cols is None:
+                raise UserError(f"{run_path(out_dir, r['method'], r['seed'])}: predictions.beam{beam}.tsv has no header")
+            scores[(r["method"], beam, r["seed"])] = study_per_example(cols["prediction"], cols["reference"],
+                                                                       spec.score.lowercase)
     return scores
+
+
+def timings(out_dir: Path, spec: Spec) -> list[dict]:
+    """Each finished run's wall-clock seconds (kept out of summary.json, which is deterministic)."""
+    out = []
+    for _, label, seed in grid(spec):
+        path = run_path(out_dir, label, seed) / "metrics.json"
+        if path.exists():
+            m = fileio.read_json(path)
+            out.append({"method": label, "seed": seed,
+                        **{k: m.get(k) for k in ("train_seconds", "dev_seconds", "eval_seconds")}})
+    return out
