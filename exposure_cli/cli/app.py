@@ -1,0 +1,66 @@
+"""The Typer application every command group attaches to, and the error boundary: a `UserError`
+anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130, no traceback."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from ..errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            error(str(e))
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: every file written so far is complete; rerun the same command to resume",
+                              highlight=False)
+            ctx.exit(130)
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+            error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
+            ctx.exit(2)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Exposure-bias experiments for UniLM seq2seq models: prepare data, train with a method, "
+    "decode with beam search, score, tabulate, and measure the bias.\n\n"
+    "A typical session: `exposure data fetch`, `exposure data prepare`, then `exposure run csl.yaml` "
+    "(a bare name is looked up in ./experiments and among the packaged specs; `exposure ls` lists "
+    "them with every method and its parameters). Each command's --help says more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"exposure {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Exposure-bias experiments for UniLM seq2seq models."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
