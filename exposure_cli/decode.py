@@ -49,10 +49,10 @@ from typing import Callable
 
 import torch
 
-from .tokenizer import CharTokenizer
+from .registry import Registry
+from .tokenizers import Tokenizer
 
 LOG_EPS = 1e-12
-STRATEGIES = ("study", "standard")
 
 
 @dataclass
@@ -104,7 +104,7 @@ def banned_tokens(prefix: list[int], n: int) -> list[int]:
 
 def check_options(strategy: str, beam: int, n_best: int, no_repeat_ngram_size: int, max_len: int) -> None:
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES.names())}, got {strategy!r}")
     if beam < 1 or max_len < 1 or n_best < 1 or no_repeat_ngram_size < 0:
         raise ValueError("beam, max_len and n_best must be ≥ 1, no_repeat_ngram_size ≥ 0")
     if strategy == "standard" and n_best > beam:
@@ -129,6 +129,7 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
                 trace: Callable[[StepTrace], None] | None = None) -> list[list[Hypothesis]]:
     """Beam search for `n_examples` examples at once; returns each example's hypotheses, best first."""
     check_options(strategy, beam, n_best, no_repeat_ngram_size, max_len)
+    rule = STRATEGIES.get(strategy)()
     exs = [_Example(beam) for _ in range(n_examples)]
     live_ids = list(range(n_examples))
     keep: list[int] | None = None
@@ -168,10 +169,7 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
                 logp[rows, cols] = -math.inf
                 logp = logp.reshape(E, K, V)
         cand = (scores[:, :, None] + logp).reshape(E, K * V)
-        if strategy == "study":
-            kk = min(max(exs[i].k for i in live_ids), K * V)
-        else:
-            kk = min(2 * beam, K * V)
+        kk = min(rule.width([exs[i] for i in live_ids], beam), K * V)
         top = torch.topk(cand, kk, dim=1)
         values, indices = top.values.tolist(), top.indices.tolist()
         new_live_ids, new_keep, new_parents = [], [], []
@@ -179,10 +177,7 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
             ex = exs[i]
             pre = prefixes[r]
             cands = [(pre[j // V] + [j % V], v, j // V) for v, j in zip(values[r], indices[r])]
-            if strategy == "study":
-                _study_update(ex, cands[: ex.k], t, max_len, sep_id, n_best, i, trace)
-            else:
-                _standard_update(ex, cands, t, beam, max_len, sep_id, n_best, length_penalty, i, trace)
+            rule.update(ex, cands, Step(t, beam, max_len, sep_id, n_best, length_penalty, i, trace))
             if ex.result is None:
                 new_live_ids.append(i)
                 new_keep.append(r)
@@ -193,28 +188,68 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
     return [ex.result or [] for ex in exs]
 
 
-def _study_update(ex: _Example, cands, t: int, max_len: int, sep_id: int, n_best: int, i: int, trace) -> None:
-    best_tokens, best_score, _ = cands[0]
-    if best_tokens[-1] == sep_id:
-        aside = ex.aside + [(p, s, True) for p, s, _ in cands[1:] if p[-1] == sep_id]
-        ex.result = _study_result((best_tokens, best_score, True), aside, n_best)
-        if trace:
-            trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "return"))
-        return
-    alive = [c for c in cands if c[0][-1] != sep_id]
-    dropped = [(p, s) for p, s, _ in cands if p[-1] == sep_id]
-    ex.aside += [(p, s, True) for p, s in dropped]
-    ex.k = len(alive)
-    if t == max_len - 1:
-        ex.result = _study_result((alive[0][0], alive[0][1], False), ex.aside + [(p, s, False) for p, s, _ in alive[1:]],
-                                  n_best)
-        if trace:
-            trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "length limit", dropped))
-        return
-    ex.live = [(p, s) for p, s, _ in alive]
-    ex.parents = [slot for _, _, slot in alive]
-    if trace:
-        trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], "continue", dropped))
+@dataclass
+class Step:
+    """What a strategy's update needs to know of the step besides the candidates."""
+
+    t: int
+    beam: int
+    max_len: int
+    sep_id: int
+    n_best: int
+    length_penalty: float
+    example: int
+    trace: Callable[[StepTrace], None] | None
+
+
+class Strategy:
+    """How one example's beam moves on, given the step's top candidates (tokens, score, parent slot),
+    best first. `width` is how many candidates per example the engine takes."""
+
+    name = ""
+
+    def width(self, live: list[_Example], beam: int) -> int:
+        raise NotImplementedError
+
+    def update(self, ex: _Example, cands, s: Step) -> None:
+        raise NotImplementedError
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("decode strategy", Strategy)
+
+
+@STRATEGIES.register()
+class Study(Strategy):
+    """bert4keras 0.5.8's search, the study's (module docstring)."""
+
+    name = "study"
+
+    def width(self, live, beam):
+        return max(ex.k for ex in live)
+
+    def update(self, ex, cands, s):
+        cands = cands[: ex.k]
+        best_tokens, best_score, _ = cands[0]
+        if best_tokens[-1] == s.sep_id:
+            aside = ex.aside + [(p, sc, True) for p, sc, _ in cands[1:] if p[-1] == s.sep_id]
+            ex.result = _study_result((best_tokens, best_score, True), aside, s.n_best)
+            if s.trace:
+                s.trace(StepTrace(s.t, s.example, [(p, sc) for p, sc, _ in cands], "return"))
+            return
+        alive = [c for c in cands if c[0][-1] != s.sep_id]
+        dropped = [(p, sc) for p, sc, _ in cands if p[-1] == s.sep_id]
+        ex.aside += [(p, sc, True) for p, sc in dropped]
+        ex.k = len(alive)
+        if s.t == s.max_len - 1:
+            rest = ex.aside + [(p, sc, False) for p, sc, _ in alive[1:]]
+            ex.result = _study_result((alive[0][0], alive[0][1], False), rest, s.n_best)
+            if s.trace:
+                s.trace(StepTrace(s.t, s.example, [(p, sc) for p, sc, _ in cands], "length limit", dropped))
+            return
+        ex.live = [(p, sc) for p, sc, _ in alive]
+        ex.parents = [slot for _, _, slot in alive]
+        if s.trace:
+            s.trace(StepTrace(s.t, s.example, [(p, sc) for p, sc, _ in cands], "continue", dropped))
 
 
 def _study_result(answer, aside, n_best: int) -> list[Hypothesis]:
@@ -225,35 +260,44 @@ def _study_result(answer, aside, n_best: int) -> list[Hypothesis]:
     return out
 
 
-def _standard_update(ex: _Example, cands, t: int, beam: int, max_len: int, sep_id: int, n_best: int, alpha: float,
-                     i: int, trace) -> None:
-    live, parents, dropped = [], [], []
-    for rank, (p, s, slot) in enumerate(cands):
-        if p[-1] == sep_id:
-            if rank < beam:
-                ex.pool.append(Hypothesis(p, s, True, s / length_penalty_factor(len(p), alpha)))
-                dropped.append((p, s))
-        elif len(live) < beam:
-            live.append((p, s))
-            parents.append(slot)
-        if len(live) == beam:
-            break
-    ex.pool.sort(key=lambda h: -h.normalized)  # stable
-    del ex.pool[beam:]
-    action = "continue"
-    if t == max_len - 1:
-        ex.pool += [Hypothesis(p, s, False, s / length_penalty_factor(len(p), alpha)) for p, s in live]
-        ex.pool.sort(key=lambda h: -h.normalized)
-        action = "length limit"
-    elif not live or (len(ex.pool) >= beam and all(
-            _bound(s, len(p), max_len, alpha) <= ex.pool[-1].normalized for p, s in live)):
-        action = "done"
-    if action != "continue":
-        ex.result = ex.pool[:n_best]
-    else:
-        ex.live, ex.parents = live, parents
-    if trace:
-        trace(StepTrace(t, i, [(p, s) for p, s, _ in cands], action, dropped))
+@STRATEGIES.register()
+class Standard(Strategy):
+    """A pool of finished hypotheses with GNMT's length penalty (module docstring)."""
+
+    name = "standard"
+
+    def width(self, live, beam):
+        return 2 * beam
+
+    def update(self, ex, cands, s):
+        beam, alpha = s.beam, s.length_penalty
+        live, parents, dropped = [], [], []
+        for rank, (p, sc, slot) in enumerate(cands):
+            if p[-1] == s.sep_id:
+                if rank < beam:
+                    ex.pool.append(Hypothesis(p, sc, True, sc / length_penalty_factor(len(p), alpha)))
+                    dropped.append((p, sc))
+            elif len(live) < beam:
+                live.append((p, sc))
+                parents.append(slot)
+            if len(live) == beam:
+                break
+        ex.pool.sort(key=lambda h: -h.normalized)  # stable
+        del ex.pool[beam:]
+        action = "continue"
+        if s.t == s.max_len - 1:
+            ex.pool += [Hypothesis(p, sc, False, sc / length_penalty_factor(len(p), alpha)) for p, sc in live]
+            ex.pool.sort(key=lambda h: -h.normalized)
+            action = "length limit"
+        elif not live or (len(ex.pool) >= beam and all(
+                _bound(sc, len(p), s.max_len, alpha) <= ex.pool[-1].normalized for p, sc in live)):
+            action = "done"
+        if action != "continue":
+            ex.result = ex.pool[:s.n_best]
+        else:
+            ex.live, ex.parents = live, parents
+        if s.trace:
+            s.trace(StepTrace(s.t, s.example, [(p, sc) for p, sc, _ in cands], action, dropped))
 
 
 def _bound(score: float, length: int, max_len: int, alpha: float) -> float:
@@ -364,7 +408,13 @@ def generate_ids(model, sources: list[list[int]], beam: int, max_len: int, sep_i
     return out  # type: ignore[return-value]
 
 
-def decode_hypotheses(model, tok: CharTokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
+def decode_options(d) -> dict:
+    """A spec's `decode` section as options for `decode_texts` / `decode_hypotheses`."""
+    return {"strategy": d.strategy, "length_penalty": d.length_penalty,
+            "no_repeat_ngram_size": d.no_repeat_ngram_size, "batch_size": d.batch_size}
+
+
+def decode_hypotheses(model, tok: Tokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
                       device="cpu", progress=None, **options) -> list[list[Hypothesis]]:
     """Like `decode_texts`, but every hypothesis (n-best) with its tokens and score."""
     was_training = model.training
@@ -377,7 +427,7 @@ def decode_hypotheses(model, tok: CharTokenizer, sources: list[str], beam: int, 
         model.train(was_training)
 
 
-def decode_texts(model, tok: CharTokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
+def decode_texts(model, tok: Tokenizer, sources: list[str], beam: int, max_source: int, max_len: int,
                  device="cpu", progress=None, **options) -> list[str]:
     """Predicted target text (the best hypothesis) for each source.
 

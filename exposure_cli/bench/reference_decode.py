@@ -3,7 +3,9 @@
 Not for the pipeline. They are the plain, obviously-right versions the tests compare the batched,
 cached decoder of `decode.py` against (identical tokens and scores), and the baseline of
 `exposure bench decode`. Semantics (scores, n-best, length penalty, n-gram blocking) are the ones
-documented in `decode.py`, written out independently.
+documented in `decode.py`, written out independently: nothing here is imported from the decoder,
+and the copy pointer's target history is rebuilt from the tokens fed. Only the model itself (its
+hidden states and next-token distribution) is shared.
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ import math
 
 import torch
 
-from .decode import banned_tokens, length_penalty_factor, log_probs
-from .model import target_history
+LOG_EPS = 1e-12  # the study's per-token score is log(p + 1e-12)
+NO_TOKEN = -1  # what an empty slot of the copy pointer's target history holds (model.py's convention)
+
+
+def _history(out: torch.Tensor, width: int) -> torch.Tensor:
+    """(n, 1, width): the target tokens fed so far, latest first, NO_TOKEN-padded."""
+    n, T = out.shape
+    hist = torch.full((n, 1, width), NO_TOKEN, dtype=torch.long, device=out.device)
+    for k in range(min(T, width)):
+        hist[:, 0, k] = out[:, T - 1 - k]
+    return hist
 
 
 def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -24,16 +35,24 @@ def _full_step(model, src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     pad = torch.ones_like(ids, dtype=torch.bool)
     h = model.hidden_states(ids, seg, pad)
     memory = model.source_memory(h[:, : src.shape[1]], ids, seg, pad)
-    last = torch.full((n, 1), ids.shape[1] - 1, device=ids.device)
-    history = target_history(ids, torch.full((n,), src.shape[1] - 1, device=ids.device), last, out.shape[1])
-    return log_probs(model, h[:, -1:], memory, history)[:, 0]
+    p = model.log_probs(h[:, -1:], memory, _history(out, out.shape[1])).float().exp()
+    return torch.log(p + LOG_EPS)[:, 0]
+
+
+def _banned(prefix: list[int], n: int) -> set[int]:
+    """Every token t such that prefix + [t] ends with an n-gram already in prefix."""
+    if n <= 0:
+        return set()
+    grams = {tuple(prefix[i:i + n]) for i in range(len(prefix) - n + 1)}
+    tail = tuple(prefix[len(prefix) - n + 1:]) if n > 1 else ()
+    return {g[-1] for g in grams if g[:-1] == tail} if len(prefix) >= n - 1 else set()
 
 
 def _block(logp: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:
     if n:
         logp = logp.clone()
         for r, row in enumerate(out.tolist()):
-            for tok in banned_tokens(row, n):
+            for tok in _banned(row, n):
                 logp[r, tok] = -math.inf
     return logp
 
@@ -80,8 +99,8 @@ def standard_beam_search(model, src_ids: list[int], beam: int, max_len: int, sep
     """Textbook beam search with a pool of finished hypotheses, for one example; [(ids, score)] best first."""
     src = torch.tensor(src_ids, device=device)[None]
 
-    def lp(n):
-        return length_penalty_factor(n, length_penalty)
+    def lp(n):  # GNMT: ((5 + len) / 6) ** alpha
+        return ((5.0 + n) / 6.0) ** length_penalty
 
     live: list[tuple[list[int], float]] = [([], 0.0)]
     pool: list[tuple[float, list[int], float]] = []  # (normalized, ids, score)

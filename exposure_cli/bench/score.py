@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .metrics import STUDY_KEYS, study_per_example
+from ..errors import UserError
+from ..metrics import STUDY_KEYS, study_per_example
 
 # Frequent characters of Chinese titles; drawn with Zipf-like weights so that repeats (which
 # decide the slow paths of both implementations) occur about as often as in real titles.

@@ -13,11 +13,12 @@ import time
 
 import torch
 
-from .decode import generate_ids
-from .decode_reference import study_beam_search
-from .errors import UserError
-from .model import ModelConfig, UniLM
-from .spec import DecodeSpec, ModelSpec
+from ..decode import generate_ids
+from ..errors import UserError
+from ..model import ModelConfig, UniLM
+from ..spec import DecodeSpec
+from .reference_decode import study_beam_search
+from .train import SCRATCH
 
 CLS, SEP, PAD = 2, 3, 0
 
@@ -32,10 +33,9 @@ def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    ms = ModelSpec()
     positions = max(512, source_len + 2 + max_len)
-    cfg = ModelConfig(vocab_size=vocab, hidden=ms.hidden, layers=ms.layers, heads=ms.heads,
-                      intermediate=ms.intermediate, max_positions=positions, dropout=0.0)
+    cfg = ModelConfig(vocab_size=vocab, hidden=SCRATCH["hidden"], layers=SCRATCH["layers"], heads=SCRATCH["heads"],
+                      max_positions=positions, dropout=0.0)
     model = UniLM(cfg).eval()
     prompts = _prompts(n, source_len, vocab, seed)
     out: dict = {"n": n, "beam": beam, "source_len": source_len, "max_len": max_len,

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from .batching import Batch, collate
-from .methods import StepContext, available, get_method
-from .model import ModelConfig, UniLM, unilm_mask
-from .spec import ModelSpec, TrainSpec
+from ..batching import Batch, collate
+from ..methods import StepContext, available, get_method
+from ..model import ModelConfig, UniLM, unilm_mask
+from ..spec import ModelSpec, TrainSpec
+from ..build import SCRATCH_SIZE as SCRATCH
 
 GRAD_CLIP = TrainSpec().grad_clip  # the training loop's default
 # Non-default settings worth timing beside every method's defaults.
@@ -31,11 +32,12 @@ VARIANTS = [("gradient_penalty", {"backward": "perturbation"})]
 
 
 def bench_batch(batch_size: int, data: str | Path | None, seed: int = 0) -> tuple[Batch, int, str]:
-    """(batch, vocabulary size, description): the first examples of the training split, or synthetic."""
+    """(batch, vocabulary size, description): the first examples of the training split `data`, or a
+    synthetic batch when `data` is None. A missing file is an error, not a silent fallback."""
     m = ModelSpec()
-    if data is not None and Path(data).exists():
-        from .data import read_pairs
-        from .tokenizer import CharTokenizer
+    if data is not None:
+        from ..data import read_pairs
+        from ..tokenizers import CharTokenizer
 
         pairs = read_pairs(str(data))
         tok = CharTokenizer.build(t for p in pairs for t in (p.source, p.target))
@@ -114,8 +116,8 @@ def bench_train(batch_size: int = 16, steps: int = 5, data: str | Path | None = 
 def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed) -> dict:
     m = ModelSpec()
     batch, vocab, source = bench_batch(batch_size, data, seed)
-    cfg = ModelConfig(vocab_size=vocab, hidden=hidden or m.hidden, layers=layers or m.layers, heads=heads or m.heads,
-                      max_positions=m.max_len, dropout=m.dropout)
+    cfg = ModelConfig(vocab_size=vocab, hidden=hidden or SCRATCH["hidden"], layers=layers or SCRATCH["layers"],
+                      heads=heads or SCRATCH["heads"], max_positions=m.max_len, dropout=m.dropout)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
     chosen = [(n, {}) for n in (methods or available())]
     if methods is None:
