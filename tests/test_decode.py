@@ -11,16 +11,17 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from exposure_cli import decode_reference as ref
+from exposure_cli.bench import reference_decode as ref
 from exposure_cli.batching import collate, encode_examples
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.decode import (EXAMPLE_SEP, UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids,
                                  worked_example_step)
 from exposure_cli.errors import UserError
+from exposure_cli.metrics import study_scores
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.spec import spec_from_dict
-from exposure_cli.tokenizer import CharTokenizer
+from exposure_cli.tokenizers import CharTokenizer
 
 runner = CliRunner()
 MAX_SOURCE, MAX_TARGET, MAX_LEN = 160, 32, 32
@@ -147,14 +148,17 @@ def test_batching_does_not_change_results(trained, sources):
     assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in c], "preallocated vs concatenated cache")
 
 
-def test_decode_texts_runs_under_bf16_autocast(trained, sources, prepared_data):
+def test_bf16_decoding_mostly_agrees_with_fp32(trained, prepared_data):
+    """bf16 rounds every activation to 8 bits of mantissa, so a near-tie between two tokens may
+    flip; on a trained model most outputs must still be the fp32 ones, and the rest close to them."""
     model, tok = trained
-    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:12]]
-    fp32 = decode_texts(model, tok, texts, 1, MAX_SOURCE, MAX_LEN)
+    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:60]]
+    fp32 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN, batch_size=5)
-    assert len(fp32) == len(bf16) == 12 and all(isinstance(t, str) for t in bf16)
-    assert any(fp32) and any(bf16)
+        bf16 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN, batch_size=7)
+    same = sum(a == b for a, b in zip(fp32, bf16))
+    assert same >= 0.7 * len(texts), (same, len(texts))
+    assert study_scores(bf16, fp32)["rouge_l"] > 80  # the others differ in a few characters
     model.train()
     calls = []
     decode_texts(model, tok, texts[:3], 1, MAX_SOURCE, MAX_LEN, progress=lambda: calls.append(1))
@@ -295,7 +299,7 @@ def run_dir(trained, tmp_path):
                                                    "max_len": MAX_SOURCE + 2 + MAX_TARGET}})
     (d / "spec.yaml").write_text(yaml.safe_dump({**spec.to_dict(), "run": {"method": {"baseline": {}}, "seed": 0}},
                                                 allow_unicode=True))
-    tok.save(d / "vocab.txt")
+    tok.save(d)
     from dataclasses import asdict
     torch.save({"model": model.state_dict(), "config": asdict(model.config), "epoch": 1}, d / "best.pt")
     return d

@@ -11,15 +11,33 @@ import pytest
 from typer.testing import CliRunner
 
 from exposure_cli import metrics
-from exposure_cli.bench_score import reference_scorer
 from exposure_cli.cli import app
 
 KEYS = metrics.STUDY_KEYS
 
 
 def truth(preds, refs):
-    """Independent truth: the study's own loop over rouge 1.0.0 and nltk, one pair at a time."""
-    return reference_scorer()(preds, refs)
+    """Independent truth: the study's own loop (baseline.py's `evaluate`) over rouge 1.0.0 and nltk,
+    one pair at a time, written here from the scripts rather than imported from the package."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from rouge import Rouge
+
+    rouge, smooth = Rouge(), SmoothingFunction().method1
+    rows = []
+    for pred, ref in zip(preds, refs):
+        title, pred_title = " ".join(ref).lower(), " ".join(pred).lower()
+        if not pred_title.strip():
+            rows.append((0.0, 0.0, 0.0, 0.0))
+            continue
+        b = sentence_bleu(references=[title.split(" ")], hypothesis=pred_title.split(" "), smoothing_function=smooth)
+        try:
+            s = rouge.get_scores(hyps=pred_title, refs=title)[0]
+        except ValueError:  # the package raises on a text that is only "."; the study never met one
+            rows.append((0.0, 0.0, 0.0, b))
+            continue
+        rows.append((s["rouge-1"]["f"], s["rouge-2"]["f"], s["rouge-l"]["f"], b))
+    table = np.array(rows, dtype=np.float64)
+    return {key: table[:, k] for k, key in enumerate(KEYS)}
 
 
 def titles_of(path):
@@ -130,28 +148,48 @@ def test_mismatched_lengths_raise():
         metrics.study_per_example(["a"], ["a", "b"])
 
 
-def test_rouge_score_chars_on_chinese():
+def test_rouge_score_over_characters_by_hand():
     from rouge_score import rouge_scorer
 
     pred, ref = "基于深度学习的文本摘要", "基于深度学习的摘要生成"
     default = rouge_scorer.RougeScorer(["rougeL"]).score(ref, pred)["rougeL"].fmeasure
-    assert default == 0.0  # the default tokenizer drops non-ASCII characters
-    assert metrics.standard_scores([pred], [ref])["rouge_score_l"] > 0
+    assert default == 0.0  # the default tokenizer drops non-ASCII characters: why ours splits characters
+    # By hand: the LCS of the two character strings is 基于深度学习的 + 摘要 = 9 characters;
+    # both have 11, so P = R = F = 9/11.
+    assert metrics.standard_scores([pred], [ref])["rouge_score_l"] == pytest.approx(100 * 9 / 11, abs=1e-9)
 
 
-def test_sacrebleu_equals_direct_call():
+def test_sacrebleu_zh_equals_bleu_of_pre_split_characters():
+    """sacrebleu's zh tokenizer splits CJK characters and keeps Latin words: the same corpus BLEU as
+    the untokenized metric on texts split by hand that way."""
+    import re
+
     import sacrebleu
 
     preds = ["基于深度学习的文本摘要", "一种新的模型", "LSTM 网络"]
     refs = ["基于深度学习的摘要生成", "一种新的分类模型", "LSTM 神经网络"]
-    direct = sacrebleu.corpus_bleu(preds, [refs], tokenize="zh").score
-    assert metrics.standard_scores(preds, refs)["sacrebleu"] == pytest.approx(direct, abs=1e-12)
+
+    def split(t):
+        return " ".join(re.findall(r"[\u4e00-\u9fff]|[A-Za-z0-9]+", t))
+
+    by_hand = sacrebleu.corpus_bleu([split(p) for p in preds], [[split(r) for r in refs]], tokenize="none").score
+    assert metrics.standard_scores(preds, refs)["sacrebleu"] == pytest.approx(by_hand, abs=1e-9)
 
 
-def test_bootstrap_identical_is_zero_and_not_significant():
-    a = np.random.default_rng(1).random(200)
-    out = metrics.paired_bootstrap(a, a.copy(), n_resamples=300)
-    assert out["diff"] == 0 and out["lo"] == 0 and out["hi"] == 0 and not out["significant"]
+def test_bootstrap_interval_has_the_width_of_the_mean_s_sampling_distribution():
+    """A paired difference that is +1 or −1 with equal chance on n examples: the mean's standard
+    error is 1/√n, so the 95% percentile interval is about ±1.96/√n (×100) around the observed mean."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    a = np.zeros(n)
+    b = rng.choice([-0.01, 0.01], size=n)  # scores in [0, 1]: ±1 point
+    out = metrics.paired_bootstrap(a, b, n_resamples=2000, seed=3)
+    half = 1.96 / np.sqrt(n)
+    assert out["diff"] == pytest.approx(b.mean() * 100)
+    assert out["hi"] - out["lo"] == pytest.approx(2 * half, rel=0.1)
+    assert out["lo"] < out["diff"] < out["hi"]
+    same = metrics.paired_bootstrap(a, a, n_resamples=200)
+    assert (same["lo"], same["hi"], same["significant"]) == (0.0, 0.0, False)
 
 
 def test_bootstrap_detects_clear_improvement_deterministically():

@@ -107,8 +107,10 @@ def test_dropout_mask_keeps_one_minus_p_and_follows_the_seed():
     assert torch.equal(a, b) and a.shape == (64, 1000, 33)
     keep = a.float().mean().item()
     assert abs(keep - 0.9) < 0.002  # 2.1M draws: the binomial std is 0.0002
+    # Each row is 33,000 independent draws: its keep share has the binomial standard deviation
+    # sqrt(0.9 · 0.1 / 33,000) = 0.00165; reused or correlated bits would make it smaller or larger.
     rows = a.float().mean((1, 2))
-    assert rows.std() < 0.002  # no structure from reusing bits
+    assert 0.0012 < rows.std().item() < 0.0021
 
 
 def test_plain_attention_path_equals_the_fused_one_without_dropout():

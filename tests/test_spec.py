@@ -20,7 +20,7 @@ def _write(tmp_path, text):
     ("name: x\ntrain: {bf16: 1}\n", "train.bf16: expected true/false"),
     ("name: x\nmethods: [baseline, teacher_forcing]\n", "methods[1]: unknown method 'teacher_forcing'"),
     ("name: x\nmethods: [{baseline: {p: 1}}]\n", "methods[0].baseline.p: unknown parameter"),
-    ("name: x\ndecode: {strategy: greedy}\n", "decode.strategy: expected one of study, standard"),
+    ("name: x\ndecode: {strategy: greedy}\n", "decode.strategy: expected one of standard, study"),
     ("model: {layers: 2}\n", "missing required key 'name'"),
     ("name: x\nmodel: {hidden: 30, heads: 4}\n", "model.hidden: expected a multiple of model.heads"),
     ("name: x\ntrain: {seeds: [1, 1]}\n", "train.seeds: expected distinct seeds"),

@@ -1,4 +1,4 @@
-from exposure_cli.tokenizer import SPECIALS, CharTokenizer, normalize
+from exposure_cli.tokenizers import SPECIALS, CharTokenizer, normalize
 
 
 def test_round_trip_of_lowercased_text_without_whitespace(shared_data):
@@ -15,8 +15,9 @@ def test_unknown_characters_and_specials(tmp_path):
     assert tok.tokens == SPECIALS + ["a"]
     assert tok.encode("A b") == [tok.index["a"], tok.unk_id]
     assert tok.decode([tok.cls_id, tok.index["a"], tok.sep_id, tok.index["a"]]) == "a"  # stops at [SEP]
-    tok.save(tmp_path / "vocab.txt")
-    assert CharTokenizer.load(tmp_path / "vocab.txt").tokens == tok.tokens
+    tok.save(tmp_path)
+    assert (tmp_path / "vocab.txt").read_text(encoding="utf-8") == "\n".join(SPECIALS + ["a"]) + "\n"
+    assert CharTokenizer.load(tmp_path).tokens == tok.tokens
 
 
 def test_encode_pair_layout_and_truncation():

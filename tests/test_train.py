@@ -1,0 +1,280 @@
+"""The training loop's parts against hand-computed values, and resumption: a run interrupted after
+an epoch or in the middle of one ends bit for bit as an uninterrupted one."""
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from exposure_cli import train as train_mod
+from exposure_cli.batching import bucketed_batches, collate
+from exposure_cli.model import ModelConfig, UniLM
+from exposure_cli.spec import MethodSpec, spec_from_dict
+from exposure_cli.train import lr_factor, make_optimizer, run_one
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------- schedule
+
+
+def test_lr_factor_by_hand():
+    # warm-up of 4 steps: 1/4, 2/4, 3/4, 4/4; then over the 10 - 4 = 6 remaining steps
+    assert [lr_factor(s, 4, 10, "constant") for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [lr_factor(s, 4, 10, "linear") for s in (3, 4, 7, 10, 12)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    assert lr_factor(7, 4, 10, "cosine") == pytest.approx(0.5)  # half-way: cos(π/2) = 0
+    assert lr_factor(5, 4, 10, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 6)))
+    assert lr_factor(0, 0, 10, "linear") == 1.0 and lr_factor(10, 0, 10, "cosine") == pytest.approx(0.0)
+
+
+# -------------------------------------------------------------------------- batches
+
+
+def test_bucketed_batches_partition_the_data_and_keep_lengths_close():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(1000)]
+    batches = bucketed_batches(lengths, 16, random.Random(1), bucket=10)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))  # every example exactly once
+    assert sum(len(b) < 16 for b in batches) <= math.ceil(1000 / 160)  # only a chunk's last batch is short
+    # a batch is a sorted run of a 160-example chunk: its lengths span about range × 16/160, where
+    # 16 random examples would span about range × 15/17
+    spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spans) / len(spans) < 0.15 * (max(lengths) - min(lengths))
+    assert all([lengths[i] for i in b] == sorted(lengths[i] for i in b) for b in batches)
+    # the order is random and reproducible
+    again = bucketed_batches(lengths, 16, random.Random(1), bucket=10)
+    assert again == batches and bucketed_batches(lengths, 16, random.Random(2), bucket=10) != batches
+
+
+# -------------------------------------------------------------------------- the loss
+
+
+def test_label_smoothing_is_the_mix_of_nll_and_the_uniform_cross_entropy():
+    torch.manual_seed(0)
+    model = UniLM(ModelConfig(vocab_size=20, hidden=16, layers=1, heads=2, dropout=0.0)).double().eval()
+    batch = collate([([2, 10, 11, 3, 12, 13, 3], [0, 0, 0, 0, 1, 1, 1]), ([2, 14, 3, 15, 3], [0, 0, 0, 1, 1])])
+    eps = 0.1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(batch.input_ids, batch.segment_ids, batch.pad_mask), -1)
+        sel = batch.labels != -100
+        nll = -logp[sel].gather(1, batch.labels[sel][:, None]).squeeze(1)
+        uniform = -logp[sel].mean(-1)
+        expected = ((1 - eps) * nll + eps * uniform).mean()
+        assert model.target_loss(batch, label_smoothing=eps).item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_no_decay_group_exempts_biases_and_layernorms():
+    model = UniLM(ModelConfig(vocab_size=20, hidden=16, layers=1, heads=2))
+    spec = spec_from_dict({"name": "x", "train": {"weight_decay": 0.01, "no_decay_norm_bias": True, "adam_eps": 1e-6}})
+    opt = make_optimizer(model, spec.train)
+    decay, no_decay = opt.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0 and decay["eps"] == 1e-6
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in (names[id(p)] for p in no_decay["params"]))
+    assert all(p.dim() == 2 for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    default = make_optimizer(model, spec_from_dict({"name": "x"}).train)
+    assert len(default.param_groups) == 1  # today's behaviour: every parameter decays
+
+
+# ----------------------------------------------------------------------- a real run
+
+
+def _split(path: Path, n: int, rng: random.Random) -> None:
+    letters = "abcdefghij甲乙丙丁"
+    lines = []
+    for _ in range(n):
+        content = "".join(rng.choice(letters) for _ in range(rng.randint(6, 30)))
+        lines.append(f"{content[:rng.randint(2, 5)]}\t{content}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.fixture()
+def tiny_spec(tmp_path):
+    rng = random.Random(0)
+    for split, n in [("train", 80), ("dev", 8), ("test", 12)]:
+        _split(tmp_path / f"{split}.tsv", n, rng)
+
+    def make(**train):
+        return spec_from_dict({
+            "name": "t", "data": {s: str(tmp_path / f"{s}.tsv") for s in ("train", "dev", "test")},
+            "model": {"layers": 1, "hidden": 32, "heads": 2, "max_len": 48, "max_target_len": 8, "dropout": 0.1},
+            "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "seeds": [0], "dev_size": 8, "log_every": 1,
+                      "checkpoint_seconds": 0, **train},
+            "decode": {"beams": [1, 2], "max_len": 8}})
+    return make
+
+
+def _finished(run_dir: Path):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for k in ("train_seconds", "dev_seconds", "eval_seconds"):
+        metrics.pop(k)
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    preds = {k: (run_dir / f"predictions.beam{k}.tsv").read_text(encoding="utf-8") for k in (1, 2)}
+    log = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
+    losses = [(x["step"], x["loss"]) for x in log if "step" in x]
+    return metrics, best, preds, losses
+
+
+def _same(a, b):
+    ma, ba, pa, la = a
+    mb, bb, pb, lb = b
+    assert ma == mb and pa == pb and la == lb
+    assert ba["epoch"] == bb["epoch"] and all(torch.equal(ba["model"][k], bb["model"][k]) for k in ba["model"])
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch):
+    spec = tiny_spec()
+    method = MethodSpec("random_replace")  # draws from its own stream too
+    cpu = torch.device("cpu")
+    whole = tmp_path / "whole"
+    run_one(spec, method, 0, whole, cpu)
+    reference = _finished(whole)
+
+    # 1. killed right after epoch 1 was selected and checkpointed
+    real_select = train_mod.select_on_dev
+
+    def select_then_crash(run, report=train_mod._no_report):
+        dev = real_select(run, report)
+        if run.state.epoch == 1:
+            raise Crash()
+        return dev
+
+    d1 = tmp_path / "after-epoch"
+    monkeypatch.setattr(train_mod, "select_on_dev", select_then_crash)
+    with pytest.raises(Crash):
+        run_one(spec, method, 0, d1, cpu)
+    monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+    ck = torch.load(d1 / "last.pt", weights_only=True)
+    assert ck["state"]["epoch"] == 1 and ck["state"]["batch_in_epoch"] == 0
+    run_one(spec, method, 0, d1, cpu)
+    _same(_finished(d1), reference)
+
+    # 2. killed in the middle of epoch 2, with a checkpoint every step
+    spec = tiny_spec(checkpoint_seconds=1e-9)
+    real_step = train_mod.train_step
+    calls = {"n": 0}
+
+    def step_then_crash(run, batch, log):
+        calls["n"] += 1
+        if calls["n"] == 15:  # epoch 2 (10 batches an epoch), after 4 of its steps were saved
+            raise Crash()
+        return real_step(run, batch, log)
+
+    d2 = tmp_path / "mid-epoch"
+    monkeypatch.setattr(train_mod, "train_step", step_then_crash)
+    with pytest.raises(Crash):
+        run_one(spec, method, 0, d2, cpu)
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    ck = torch.load(d2 / "last.pt", weights_only=True)
+    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (1, 4, 14)
+    run_one(spec, method, 0, d2, cpu)
+    _same(_finished(d2), reference)
+
+
+def test_selection_keeps_the_best_dev_epoch_and_test_decoding_uses_it(tmp_path, tiny_spec, monkeypatch):
+    """Dev BLEU 3, 5, 4 over three epochs: epoch 2's weights are best.pt, and the test predictions
+    are those of epoch 2's weights, not of the last ones."""
+    bleus = iter([3.0, 5.0, 4.0])
+    real_scores = train_mod.study_scores
+    snapshots = {}
+
+    def fake_dev_scores(preds, refs, lowercase=True):
+        out = real_scores(preds, refs, lowercase)
+        return {**out, "bleu": next(bleus)}
+
+    real_select = train_mod.select_on_dev
+
+    def select(run, report=train_mod._no_report):
+        snapshots[run.state.epoch + 1] = {k: v.clone() for k, v in run.model.state_dict().items()}
+        return real_select(run, report)
+
+    monkeypatch.setattr(train_mod, "select_on_dev", select)
+    monkeypatch.setattr(train_mod, "study_scores", fake_dev_scores)
+    real_eval = train_mod.evaluate_run
+
+    def evaluate(run, report=train_mod._no_report):
+        monkeypatch.setattr(train_mod, "study_scores", real_scores)  # the test set is scored for real
+        return real_eval(run, report)
+
+    monkeypatch.setattr(train_mod, "evaluate_run", evaluate)
+    d = tmp_path / "run"
+    m = run_one(tiny_spec(), MethodSpec("baseline"), 0, d, torch.device("cpu"))
+    assert (m["best_epoch"], m["dev_bleu"], m["epochs"]) == (2, 5.0, 3)
+    best = torch.load(d / "best.pt", weights_only=True)
+    assert best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], snapshots[2][k]) for k in snapshots[2])
+    assert not all(torch.equal(snapshots[3][k], snapshots[2][k]) for k in snapshots[2])
+
+    from exposure_cli.decode import decode_texts
+    from exposure_cli.tokenizers import CharTokenizer
+
+    model = UniLM(UniLM.from_checkpoint(d / "best.pt").config)
+    tok = CharTokenizer.load(d)
+    sources = [line.split("\t")[1] for line in (tmp_path / "test.tsv").read_text(encoding="utf-8").splitlines()]
+    preds = [line.split("\t")[2] for line in (d / "predictions.beam1.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    for epoch, expect_equal in ((2, True), (3, False)):
+        model.load_state_dict(snapshots[epoch])
+        ours = decode_texts(model.eval(), tok, sources, 1, 48 - 8 - 2, 8)
+        assert (ours == preds) == expect_equal, epoch
+
+
+def test_split_limits_take_the_first_examples_in_file_order(tmp_path, tiny_spec):
+    spec = tiny_spec(dev_size=3)
+    spec.data.train_limit, spec.data.test_limit = 20, 5
+    run = train_mod.prepare_run(spec, MethodSpec("baseline"), 0, tmp_path / "run", torch.device("cpu"))
+    lines = {s: (tmp_path / f"{s}.tsv").read_text(encoding="utf-8").splitlines() for s in ("train", "dev", "test")}
+    assert [p.target for p in run.test_pairs] == [line.split("\t")[0] for line in lines["test"][:5]]
+    assert [p.target for p in run.dev_pairs] == [line.split("\t")[0] for line in lines["dev"][:3]]
+    assert len(run.train_ex) == 20 and run.total_steps == math.ceil(20 / 8) * 3
+
+
+def test_gradient_clipping_bounds_the_update_direction(tmp_path, tiny_spec, monkeypatch):
+    """With clip c the optimizer sees gradients of global norm min(‖g‖, c): checked at every step."""
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for g in self.param_groups
+                                                          for p in g["params"] if p.grad is not None])).item())
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    run = train_mod.prepare_run(tiny_spec(grad_clip=0.05, epochs=1), MethodSpec("baseline"), 0, tmp_path / "r",
+                                torch.device("cpu"))
+    train_mod.train_epoch(run)
+    assert len(seen) == 10 and max(seen) <= 0.05 * (1 + 1e-5)
+    assert min(seen) > 0.05 * 0.999  # early gradients are far larger than 0.05: every step was clipped
+    seen.clear()
+    run = train_mod.prepare_run(tiny_spec(grad_clip=None, epochs=1), MethodSpec("baseline"), 0, tmp_path / "n",
+                                torch.device("cpu"))
+    train_mod.train_epoch(run)
+    assert max(seen) > 0.5  # unclipped
+
+
+def test_a_diverging_run_stops_with_its_reason_and_the_grid_goes_on(tmp_path, tiny_spec):
+    spec = tiny_spec(lr=1e30)  # the first update sends the weights to inf
+    d = tmp_path / "run"
+    out = run_one(spec, MethodSpec("baseline"), 0, d, torch.device("cpu"))
+    failed = json.loads((d / "failed.json").read_text())
+    assert out["failed"] == failed and failed["what"] in ("loss", "gradient") and failed["epoch"] == 1
+    assert failed["step"] >= 2 and "non-finite" in failed["reason"] and not (d / "metrics.json").exists()
+    # a rerun without --retry-failed reports it again without training
+    assert run_one(spec, MethodSpec("baseline"), 0, d, torch.device("cpu")) == out
+    assert yaml.safe_load((d / "spec.yaml").read_text())["run"]["seed"] == 0
