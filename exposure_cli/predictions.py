@@ -2,6 +2,8 @@
 
 `predictions.beam{k}.tsv`: a header `source<TAB>reference<TAB>prediction`, then one example a line.
 Tabs and line breaks inside a text become spaces, so every row has exactly three fields.
+`hypotheses.beam{k}.jsonl` beside it: per example, the decoder's answer as token ids with its score
+(Σ log(p + 1e-12)) and whether it ended in [SEP], for diagnostics that need the decoder's own view.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ def _one_line(text: str) -> str:
 def write_predictions(path: Path, sources: list[str], refs: list[str], preds: list[str]) -> None:
     rows = ["\t".join(HEADER)] + ["\t".join(_one_line(x) for x in row) for row in zip(sources, refs, preds)]
     fileio.write_text(path, "\n".join(rows) + "\n")
+
+
+def write_hypotheses(path: Path, hyps) -> None:
+    """One JSON object a line: {"tokens": [...], "score": ..., "finished": ...} of each best hypothesis."""
+    import json
+
+    lines = [json.dumps({"tokens": h.tokens, "score": h.score, "finished": h.finished}) for h in hyps]
+    fileio.write_text(path, "".join(line + "\n" for line in lines))
 
 
 def read_lines(path: Path) -> list[str]:

@@ -36,11 +36,11 @@ from . import fileio
 from .batching import bucketed_batches, collate, encode_examples
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
-from .decode import decode_options, decode_texts
+from .decode import decode_hypotheses, decode_options, decode_texts
 from .methods import Method, StepContext, get_method
 from .metrics import study_scores
 from .model import UniLM
-from .predictions import write_predictions
+from .predictions import write_hypotheses, write_predictions
 from .spec import MethodSpec, Spec, method_label
 from .tokenizers import Tokenizer
 
@@ -301,8 +301,10 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
     beams = {}
     for k in spec.decode.beams:
         report(info=f"decoding test, beam {k}")
-        preds = decode_texts(model, run.tok, sources, k, spec.model.source_len(), spec.decode.max_len, run.device,
-                             **decode_options(spec.decode))
+        best = [hs[0] for hs in decode_hypotheses(model, run.tok, sources, k, spec.model.source_len(),
+                                                  spec.decode.max_len, run.device, **decode_options(spec.decode))]
+        preds = [run.tok.decode(h.tokens) for h in best]
+        write_hypotheses(run.dir / f"hypotheses.beam{k}.jsonl", best)
         write_predictions(run.dir / f"predictions.beam{k}.tsv", sources, refs, preds)
         beams[str(k)] = study_scores(preds, refs, lowercase=spec.score.lowercase)
     st = run.state
