@@ -85,6 +85,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None, exec
              threads: int = 0, retry_failed: bool = False, **executor_options) -> dict:
     """Run the grid with the named executor and write the summary; returns it."""
     with locked(out_dir):
+        fileio.remove_temporaries(out_dir)  # what a killed runner left half-written; we hold the lock
         tasks = make_tasks(spec, out_dir, device, threads)
         if retry_failed:
             clear_failed(tasks)

@@ -7,9 +7,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UserError
 
-DEVICE_HELP = "cpu, cuda, cuda:N, or auto (CUDA when available)."
-
-
 def resolve_device(device: str | None) -> torch.device:
     """`auto` is CUDA when available, else CPU; an unusable device is a user error, not a crash later."""
     if device in (None, "auto"):

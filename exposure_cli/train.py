@@ -36,6 +36,7 @@ from . import fileio
 from .batching import bucketed_batches, collate, encode_examples
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
+from .errors import UserError
 from .decode import decode_hypotheses, decode_options, decode_texts
 from .methods import Method, StepContext, get_method
 from .metrics import study_scores
@@ -111,6 +112,8 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 
 def load_split(path: str, limit: int | None = None) -> list[Pair]:
     pairs = read_pairs(path)
+    if not pairs:
+        raise UserError(f"{path}: the split has no examples (expected title<TAB>content lines)")
     return pairs[:limit] if limit is not None else pairs
 
 
@@ -194,8 +197,6 @@ def restore(run: Run) -> None:
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         run.state = RunState(**ck["state"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        from .errors import UserError
-
         raise UserError(f"{run.dir / 'last.pt'}: not a checkpoint of this run ({type(e).__name__}: {e}); "
                         "delete it to start the run over") from None
     log = run.dir / "train.jsonl"

@@ -12,6 +12,10 @@ from ..errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
+# Command modules import nothing heavy (torch) at module level: `exposure --help` stays instant and
+# a Ctrl-C during start-up lands in `main`'s handler.
+DEVICE_HELP = "cpu, cuda, cuda:N, or auto (CUDA when available)."
+INTERRUPTED = "interrupted: every file written so far is complete; rerun the same command to resume"
 
 
 def error(message: str) -> None:
@@ -26,8 +30,7 @@ class _Group(TyperGroup):
             error(str(e))
             ctx.exit(2)
         except KeyboardInterrupt:
-            err_console.print("interrupted: every file written so far is complete; rerun the same command to resume",
-                              highlight=False)
+            err_console.print(INTERRUPTED, highlight=False)
             ctx.exit(130)
         except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
             error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
@@ -63,4 +66,10 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    import sys
+
+    try:
+        app()
+    except KeyboardInterrupt:  # before a command started (click's own handling prints "Aborted!")
+        err_console.print(INTERRUPTED, highlight=False)
+        sys.exit(130)

@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
-from ..runtime import DEVICE_HELP
-from .app import app, console, err_console
+
+from .app import DEVICE_HELP, app, console, err_console
 
 
 def _check_strategy(strategy: str) -> None:
