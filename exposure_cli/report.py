@@ -245,8 +245,8 @@ def load_summary(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
-        if not path.is_file():
-            raise UserError(f"{path}: not found (run `exposure run` first, or give a summary.json)")
+    if not path.is_file():
+        raise UserError(f"{path}: not found (run `exposure run` first, or give a summary.json)")
     data = fileio.read_json(path, "summary")
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UserError(f"{path}: expected an object with a 'rows' list (a summary.json)")

@@ -3,12 +3,18 @@ anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130,
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import UserError
+
+# Click's exception classes, wherever this Typer takes click from (recent Typers vendor it).
+_UsageError = typer.BadParameter.__mro__[1]
+_ClickException = _UsageError.__mro__[1]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -23,6 +29,27 @@ def error(message: str) -> None:
 
 
 class _Group(TyperGroup):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's usage errors (a missing argument, a value out of range) as one line too."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as a request for it
+                console.print(e.ctx.get_help(), highlight=False)
+                sys.exit(0)
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            error(e.format_message().replace("\n", " ") + where)
+            sys.exit(2)
+        except typer.Abort:
+            err_console.print(INTERRUPTED, highlight=False)
+            sys.exit(130)
+        except _ClickException as e:
+            error(e.format_message().replace("\n", " "))
+            sys.exit(e.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -66,8 +93,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main() -> None:
     """Console-script entry point."""
-    import sys
-
     try:
         app()
     except KeyboardInterrupt:  # before a command started (click's own handling prints "Aborted!")
