@@ -4,6 +4,8 @@ PY       := $(VENV)/bin/python
 EXPOSURE := $(VENV)/bin/exposure
 # The CPU wheel that lies on this disk; a looser pin would pull a multi-GB CUDA build.
 TORCH    ?= torch==2.13.0
+# Optional extras installed with the package: test (reference packages), ray (--executor ray).
+EXTRAS   ?= test,ray
 # Use the shared copy of the upstream files when it is there, so nothing is downloaded.
 EXPOSURE_DATA_MIRROR ?= $(wildcard ../shared/data/raw)
 export EXPOSURE_DATA_MIRROR
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -57,7 +57,7 @@ class StatusFile:
     def __init__(self, run_dir: str | Path, interval: float = 0.5):
         self.path = Path(run_dir) / STATUS
         self.interval = interval
-        self.fields: dict = {}
+        self.fields: dict = {"pid": os.getpid()}  # which process runs it (tests kill it by this)
         self.last = 0.0
 
     def __call__(self, **fields) -> None:
