@@ -21,9 +21,16 @@ from . import fileio
 from .errors import UserError
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
-HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU"}
+# Extra columns beside the headline: rouge-score F over jieba words (metrics.word_scores), present
+# in runs evaluated since they were added.
+WORD_METRICS = ["word_rouge_l", "word_rouge_1", "word_rouge_2"]
+HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU",
+           "word_rouge_l": "Rouge-L (words)", "word_rouge_1": "Rouge-1 (words)", "word_rouge_2": "Rouge-2 (words)"}
+WORD_GROUP = "word-level Rouge (jieba)"
 DELTA_NOTE = ("Difference to baseline at the same beam, ×100, with its 95% paired-bootstrap interval "
               "(1,000 resamples of test examples, pooled over seeds); * marks an interval that excludes 0.")
+WORD_NOTE = ("Word-level Rouge (jieba): rouge-score's F over jieba words of the lower-cased texts, ×100, mean ± std "
+             "over seeds; an extra for comparison with word-level papers. The character-level scores are the study's.")
 
 
 # ------------------------------------------------------------------------------ summary
@@ -46,6 +53,7 @@ def summarize(name: str, runs: list[dict], method_order: list[str], beams: list[
                 vals = [c[m] for c in cells]
                 row[m] = round(statistics.fmean(vals), 4) if vals else None
                 row[f"{m}_std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+            row.update(_word_means(cells))
             row["n_seeds"] = len(cells)
             if n_failed:
                 row["failed"] = n_failed
@@ -53,11 +61,23 @@ def summarize(name: str, runs: list[dict], method_order: list[str], beams: list[
     return {"name": name, "rows": rows}
 
 
+def _word_means(cells: list[dict]) -> dict:
+    """Mean and std of the word-level Rouge columns, when every seed's cell has them (runs
+    evaluated before they existed have not; a mixed cell would average different seeds)."""
+    out = {}
+    for m in WORD_METRICS:
+        vals = [c[m] for c in cells if m in c]
+        if vals and len(vals) == len(cells):
+            out[m] = round(statistics.fmean(vals), 4)
+            out[f"{m}_std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+    return out
+
+
 def run_record(result: dict) -> dict:
     """What summary.json keeps of one run: everything deterministic (no wall-clock seconds)."""
     if "failed" in result:
         return {"method": result["method"], "seed": result["seed"], "failed": result["failed"].get("reason", "")}
-    keep = ("method", "seed", "best_epoch", "dev_bleu", "epochs", "test")
+    keep = ("method", "method_name", "seed", "best_epoch", "dev_bleu", "epochs", "test")
     return {k: result[k] for k in keep if k in result}
 
 
@@ -118,18 +138,22 @@ def summary_matrix(summary: dict) -> Matrix:
     """The experiment table: scores (mean ± std over seeds) and differences to baseline."""
     cols = [Col("method", "method"), Col("beam", "beam", "int")]
     cols += [Col(m, HEADERS[m], "score", "scores") for m in METRICS] + [Col("n_seeds", "seeds", "int", "scores")]
+    words = [m for m in WORD_METRICS if any(m in r for r in summary["rows"])]
+    cols += [Col(m, HEADERS[m], "score", WORD_GROUP) for m in words]
     has_delta = any("vs_baseline" in r for r in summary["rows"])
     if has_delta:
         cols += [Col(f"d_{m}", f"Δ {HEADERS[m]}", "delta", "deltas", m) for m in METRICS]
     rows = []
     for r in summary["rows"]:
         row = {"method": r["method"], "beam": r["beam"], "n_seeds": r["n_seeds"]}
+        for m in words:
+            row[m] = {"mean": r[m], "std": r.get(f"{m}_std", 0.0), "n": r["n_seeds"]} if m in r else None
         for m in METRICS:
             row[m] = "failed" if r.get(m) is None else {"mean": r[m], "std": r.get(f"{m}_std", 0.0), "n": r["n_seeds"]}
             if has_delta:
                 row[f"d_{m}"] = r.get("vs_baseline", {}).get(m)
         rows.append(row)
-    return Matrix(summary["name"], cols, rows, {"deltas": DELTA_NOTE})
+    return Matrix(summary["name"], cols, rows, {"deltas": DELTA_NOTE, WORD_GROUP: WORD_NOTE})
 
 
 def fmt(col: Col, v, interval: bool = True) -> str:
