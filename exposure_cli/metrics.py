@@ -325,16 +325,7 @@ def paired_bootstrap(
     if a.size == 0:
         raise ValueError("paired bootstrap needs at least one example")
     d = (b - a) * 100
-    rng = np.random.default_rng(seed)
-    n = d.size
-    means = np.empty(n_resamples)
-    # Chunks bound memory (resamples × examples indices) on large test sets.
-    chunk = max(1, 2_000_000 // n)
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = d[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    lo, hi = np.percentile(_resampled_means(d, n_resamples, seed), [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return {
         "diff": float(d.mean()),
         "lo": float(lo),
@@ -377,3 +368,26 @@ def word_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     # RougeScorer.score takes (target, prediction): reference first.
     per = [scorer.score(r, p) for p, r in zip(preds, refs)]
     return {key: float(np.mean([s[t].fmeasure for s in per]) * 100) for key, t in types.items()}
+
+
+def _resampled_means(x: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """The mean of x over each of n_resamples resamples (with replacement) of its indices."""
+    rng = np.random.default_rng(seed)
+    n = x.size
+    means = np.empty(n_resamples)
+    # Chunks bound memory (resamples × examples indices) on large test sets.
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = x[idx].mean(axis=1)
+    return means
+
+
+def bootstrap_interval(x: np.ndarray, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile (1 − alpha) interval of the mean of per-example scores x, ×100."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"a bootstrap interval needs a non-empty 1-D array, got shape {x.shape}")
+    lo, hi = np.percentile(_resampled_means(x * 100, n_resamples, seed), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)

@@ -107,6 +107,25 @@ def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", 
     return summary
 
 
+def add_cell_intervals(summary: dict, per_example: dict, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% percentile-bootstrap interval of its
+    mean, ×100, over resamples of the per-example scores pooled over its seeds. It measures the
+    test set's sampling noise (what interval bars on a plot show), not the spread between seeds.
+
+    `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
+    """
+    from .metrics import bootstrap_interval
+
+    for row in summary["rows"]:
+        keys = sorted(k for k in per_example if k[0] == row["method"] and k[1] == row["beam"])
+        if not keys or row.get(METRICS[0]) is None:
+            continue
+        for m in METRICS:
+            lo, hi = bootstrap_interval(np.concatenate([per_example[k][m] for k in keys]), n_resamples, seed)
+            row[f"{m}_ci"] = [round(lo, 4), round(hi, 4)]
+    return summary
+
+
 # ------------------------------------------------------------------------------- matrix
 
 
@@ -280,10 +299,17 @@ def load_summary(path: str | Path) -> dict:
         missing = [k for k in ["method", "beam", *METRICS] if k not in r]
         if missing:
             raise UserError(f"{path}: rows[{i}]: missing key {missing[0]!r}")
-        bad = [k for k in METRICS if r[k] is not None and not isinstance(r[k], (int, float))]
+        bad = [k for k in [*METRICS, *WORD_METRICS] if r.get(k) is not None and not isinstance(r[k], (int, float))]
         if bad or not isinstance(r["beam"], int):
             raise UserError(f"{path}: rows[{i}].{bad[0] if bad else 'beam'}: expected a number")
+        bad = [f"{m}_ci" for m in METRICS if f"{m}_ci" in r and not _is_interval(r[f"{m}_ci"])]
+        if bad:
+            raise UserError(f"{path}: rows[{i}].{bad[0]}: expected [lo, hi], two numbers")
     return data
+
+
+def _is_interval(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
 
 
 # ------------------------------------------------------------------------------ compare
