@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from . import fileio
+from . import fileio, paper
 from .errors import UserError
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
@@ -148,6 +149,7 @@ class Matrix:
     cols: list[Col]
     rows: list[dict]
     notes: dict[str, str] = field(default_factory=dict)  # group → a sentence printed under its table
+    meta: dict = field(default_factory=dict)  # extra data the JSON writer keeps (e.g. published anchors)
 
     def groups(self) -> list[str]:
         return list(dict.fromkeys(c.group for c in self.cols if c.group))
@@ -173,6 +175,64 @@ def summary_matrix(summary: dict) -> Matrix:
                 row[f"d_{m}"] = r.get("vs_baseline", {}).get(m)
         rows.append(row)
     return Matrix(summary["name"], cols, rows, {"deltas": DELTA_NOTE, WORD_GROUP: WORD_NOTE})
+
+
+PAPER_NOTE = ("Ours: test set, ×100, mean ± std over seeds; article: mean of its 2 runs. Δ: method minus baseline "
+              "at the same beam; ours with its 95% paired-bootstrap interval (* when it excludes 0). Signs agree: "
+              "both Δ point the same way. A variant of a method (e.g. random_replace(pool=sequence)) is set beside "
+              "the article's row for that method.")
+
+
+def method_names(summary: dict) -> dict[str, str]:
+    """Row label → registered method name: from the runs' records, else the label up to its "(",
+    which is how Method.label() writes non-default parameters."""
+    names = {r["method"]: r["method_name"] for r in summary.get("runs", []) if "method_name" in r}
+    return {r["method"]: names.get(r["method"], r["method"].partition("(")[0]) for r in summary["rows"]}
+
+
+def paper_matrix(summary: dict, name: str) -> Matrix:
+    """Our table beside the article's: per metric a group of our cell, the article's, both Δ to
+    baseline and whether their signs agree; a row per (method, beam) of ours, plus the article's
+    rows that no method of ours maps to."""
+    paper.check_paper(name)
+    cols = [Col("method", "method"), Col("article_method", "article method"), Col("beam", "beam", "int")]
+    for m in METRICS:
+        h = HEADERS[m]
+        cols += [Col(m, f"{h} ours", "score", h), Col(f"paper_{m}", f"{h} article", "number", h),
+                 Col(f"d_{m}", f"Δ {h} ours", "delta", h), Col(f"paper_d_{m}", f"Δ {h} article", "signed", h),
+                 Col(f"agree_{m}", "signs agree", "flag", h, f"signs_agree_{m}")]
+    names = method_names(summary)
+    rows, mapped = [], set()
+    for r in summary["rows"]:
+        rows.append(_paper_row(name, r["method"], names[r["method"]], r["beam"], r))
+        mapped.add((names[r["method"]], r["beam"]))
+    for method, beam in paper.TABLES[name]:
+        if (method, beam) not in mapped:
+            rows.append(_paper_row(name, "(not run)", method, beam, None))
+    order = {b: i for i, b in enumerate(dict.fromkeys(r["beam"] for r in summary["rows"]))}
+    rows.sort(key=lambda row: order.get(row["beam"], len(order) + row["beam"]))  # stable: beam-major
+    anchors = paper.ANCHORS[name]
+    others = "".join(f" Also published on this task: {label} {' / '.join(f'{v:.2f}' for v in values)} "
+                     "(Rouge-L / Rouge-1 / Rouge-2 / BLEU)." for label, values in anchors.items())
+    notes = {HEADERS[METRICS[0]]: PAPER_NOTE + others}
+    meta = {"paper": name, "paper_title": paper.TITLES[name],
+            "anchors": {label: dict(zip(paper.PAPER_METRICS, v)) for label, v in anchors.items()}}
+    return Matrix(f"{summary['name']} beside the article ({paper.TITLES[name]})", cols, rows, notes, meta)
+
+
+def _paper_row(name: str, label: str, method: str, beam: int, ours: dict | None) -> dict:
+    cell, delta = paper.article_cell(name, method, beam), paper.article_delta(name, method, beam)
+    row = {"method": label, "article_method": paper.ARTICLE_METHODS.get(method, ""), "beam": beam}
+    for m in METRICS:
+        if ours is not None:
+            row[m] = "failed" if ours.get(m) is None else {"mean": ours[m], "std": ours.get(f"{m}_std", 0.0),
+                                                           "n": ours["n_seeds"]}
+        ours_d = (ours or {}).get("vs_baseline", {}).get(m)
+        row[f"d_{m}"] = ours_d
+        row[f"paper_{m}"] = cell[m] if cell else None
+        row[f"paper_d_{m}"] = delta[m] if delta else None
+        row[f"agree_{m}"] = bool(np.sign(ours_d["diff"]) == np.sign(delta[m])) if ours_d and delta else None
+    return row
 
 
 def fmt(col: Col, v, interval: bool = True) -> str:
@@ -274,7 +334,14 @@ def rich_table(mx: Matrix, delta_key: str = "d_rouge_l") -> Table:
     return t
 
 
-WRITERS = {"md": markdown, "csv": csv_text, "latex": latex}
+def json_text(mx: Matrix) -> str:
+    """The matrix as JSON: its columns (key, header, kind, group) and rows of raw values."""
+    cols = [{"key": c.key, "header": c.header, "kind": c.kind, "group": c.group} for c in mx.cols]
+    doc = {"title": mx.title, **mx.meta, "notes": mx.notes, "columns": cols, "rows": mx.rows}
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS = {"md": markdown, "csv": csv_text, "latex": latex, "json": json_text}
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
