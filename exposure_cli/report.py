@@ -212,8 +212,9 @@ def paper_matrix(summary: dict, name: str) -> Matrix:
     order = {b: i for i, b in enumerate(dict.fromkeys(r["beam"] for r in summary["rows"]))}
     rows.sort(key=lambda row: order.get(row["beam"], len(order) + row["beam"]))  # stable: beam-major
     anchors = paper.ANCHORS[name]
-    others = "".join(f" Also published on this task: {label} {' / '.join(f'{v:.2f}' for v in values)} "
-                     "(Rouge-L / Rouge-1 / Rouge-2 / BLEU)." for label, values in anchors.items())
+    others = "; ".join(f"{label} {' / '.join(f'{v:.2f}' for v in values)}" for label, values in anchors.items())
+    if others:
+        others = f" Also published on this task (Rouge-L / Rouge-1 / Rouge-2 / BLEU): {others}."
     notes = {HEADERS[METRICS[0]]: PAPER_NOTE + others}
     meta = {"paper": name, "paper_title": paper.TITLES[name],
             "anchors": {label: dict(zip(paper.PAPER_METRICS, v)) for label, v in anchors.items()}}
