@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -17,13 +18,20 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from . import fileio
+from . import fileio, paper
 from .errors import UserError
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
-HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU"}
+# Extra columns beside the headline: rouge-score F over jieba words (metrics.word_scores), present
+# in runs evaluated since they were added.
+WORD_METRICS = ["word_rouge_l", "word_rouge_1", "word_rouge_2"]
+HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU",
+           "word_rouge_l": "Rouge-L (words)", "word_rouge_1": "Rouge-1 (words)", "word_rouge_2": "Rouge-2 (words)"}
+WORD_GROUP = "word-level Rouge (jieba)"
 DELTA_NOTE = ("Difference to baseline at the same beam, ×100, with its 95% paired-bootstrap interval "
               "(1,000 resamples of test examples, pooled over seeds); * marks an interval that excludes 0.")
+WORD_NOTE = ("Word-level Rouge (jieba): rouge-score's F over jieba words of the lower-cased texts, ×100, mean ± std "
+             "over seeds; an extra for comparison with word-level papers. The character-level scores are the study's.")
 
 
 # ------------------------------------------------------------------------------ summary
@@ -46,6 +54,7 @@ def summarize(name: str, runs: list[dict], method_order: list[str], beams: list[
                 vals = [c[m] for c in cells]
                 row[m] = round(statistics.fmean(vals), 4) if vals else None
                 row[f"{m}_std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+            row.update(_word_means(cells))
             row["n_seeds"] = len(cells)
             if n_failed:
                 row["failed"] = n_failed
@@ -53,11 +62,23 @@ def summarize(name: str, runs: list[dict], method_order: list[str], beams: list[
     return {"name": name, "rows": rows}
 
 
+def _word_means(cells: list[dict]) -> dict:
+    """Mean and std of the word-level Rouge columns, when every seed's cell has them (runs
+    evaluated before they existed have not; a mixed cell would average different seeds)."""
+    out = {}
+    for m in WORD_METRICS:
+        vals = [c[m] for c in cells if m in c]
+        if vals and len(vals) == len(cells):
+            out[m] = round(statistics.fmean(vals), 4)
+            out[f"{m}_std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+    return out
+
+
 def run_record(result: dict) -> dict:
     """What summary.json keeps of one run: everything deterministic (no wall-clock seconds)."""
     if "failed" in result:
         return {"method": result["method"], "seed": result["seed"], "failed": result["failed"].get("reason", "")}
-    keep = ("method", "seed", "best_epoch", "dev_bleu", "epochs", "test")
+    keep = ("method", "method_name", "seed", "best_epoch", "dev_bleu", "epochs", "test")
     return {k: result[k] for k in keep if k in result}
 
 
@@ -87,6 +108,25 @@ def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", 
     return summary
 
 
+def add_cell_intervals(summary: dict, per_example: dict, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% percentile-bootstrap interval of its
+    mean, ×100, over resamples of the per-example scores pooled over its seeds. It measures the
+    test set's sampling noise (what interval bars on a plot show), not the spread between seeds.
+
+    `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
+    """
+    from .metrics import bootstrap_interval
+
+    for row in summary["rows"]:
+        keys = sorted(k for k in per_example if k[0] == row["method"] and k[1] == row["beam"])
+        if not keys or row.get(METRICS[0]) is None:
+            continue
+        for m in METRICS:
+            lo, hi = bootstrap_interval(np.concatenate([per_example[k][m] for k in keys]), n_resamples, seed)
+            row[f"{m}_ci"] = [round(lo, 4), round(hi, 4)]
+    return summary
+
+
 # ------------------------------------------------------------------------------- matrix
 
 
@@ -109,6 +149,7 @@ class Matrix:
     cols: list[Col]
     rows: list[dict]
     notes: dict[str, str] = field(default_factory=dict)  # group → a sentence printed under its table
+    meta: dict = field(default_factory=dict)  # extra data the JSON writer keeps (e.g. published anchors)
 
     def groups(self) -> list[str]:
         return list(dict.fromkeys(c.group for c in self.cols if c.group))
@@ -118,18 +159,81 @@ def summary_matrix(summary: dict) -> Matrix:
     """The experiment table: scores (mean ± std over seeds) and differences to baseline."""
     cols = [Col("method", "method"), Col("beam", "beam", "int")]
     cols += [Col(m, HEADERS[m], "score", "scores") for m in METRICS] + [Col("n_seeds", "seeds", "int", "scores")]
+    words = [m for m in WORD_METRICS if any(m in r for r in summary["rows"])]
+    cols += [Col(m, HEADERS[m], "score", WORD_GROUP) for m in words]
     has_delta = any("vs_baseline" in r for r in summary["rows"])
     if has_delta:
         cols += [Col(f"d_{m}", f"Δ {HEADERS[m]}", "delta", "deltas", m) for m in METRICS]
     rows = []
     for r in summary["rows"]:
         row = {"method": r["method"], "beam": r["beam"], "n_seeds": r["n_seeds"]}
+        for m in words:
+            row[m] = {"mean": r[m], "std": r.get(f"{m}_std", 0.0), "n": r["n_seeds"]} if m in r else None
         for m in METRICS:
             row[m] = "failed" if r.get(m) is None else {"mean": r[m], "std": r.get(f"{m}_std", 0.0), "n": r["n_seeds"]}
             if has_delta:
                 row[f"d_{m}"] = r.get("vs_baseline", {}).get(m)
         rows.append(row)
-    return Matrix(summary["name"], cols, rows, {"deltas": DELTA_NOTE})
+    return Matrix(summary["name"], cols, rows, {"deltas": DELTA_NOTE, WORD_GROUP: WORD_NOTE})
+
+
+PAPER_NOTE = ("Ours: test set, ×100, mean ± std over seeds; article: mean of its 2 runs. Δ: method minus baseline "
+              "at the same beam; ours with its 95% paired-bootstrap interval (* when it excludes 0). Signs agree: "
+              "both Δ point the same way. A variant of a method (e.g. random_replace(pool=sequence)) is set beside "
+              "the article's row for that method.")
+
+
+def method_names(summary: dict) -> dict[str, str]:
+    """Row label → registered method name: from the runs' records, else the label up to its "(",
+    which is how Method.label() writes non-default parameters."""
+    names = {r["method"]: r["method_name"] for r in summary.get("runs", []) if "method_name" in r}
+    return {r["method"]: names.get(r["method"], r["method"].partition("(")[0]) for r in summary["rows"]}
+
+
+def paper_matrix(summary: dict, name: str) -> Matrix:
+    """Our table beside the article's: per metric a group of our cell, the article's, both Δ to
+    baseline and whether their signs agree; a row per (method, beam) of ours, plus the article's
+    rows that no method of ours maps to."""
+    paper.check_paper(name)
+    cols = [Col("method", "method"), Col("article_method", "article method"), Col("beam", "beam", "int")]
+    for m in METRICS:
+        h = HEADERS[m]
+        cols += [Col(m, f"{h} ours", "score", h), Col(f"paper_{m}", f"{h} article", "number", h),
+                 Col(f"d_{m}", f"Δ {h} ours", "delta", h), Col(f"paper_d_{m}", f"Δ {h} article", "signed", h),
+                 Col(f"agree_{m}", "signs agree", "flag", h, f"signs_agree_{m}")]
+    names = method_names(summary)
+    rows, mapped = [], set()
+    for r in summary["rows"]:
+        rows.append(_paper_row(name, r["method"], names[r["method"]], r["beam"], r))
+        mapped.add((names[r["method"]], r["beam"]))
+    for method, beam in paper.TABLES[name]:
+        if (method, beam) not in mapped:
+            rows.append(_paper_row(name, "(not run)", method, beam, None))
+    order = {b: i for i, b in enumerate(dict.fromkeys(r["beam"] for r in summary["rows"]))}
+    rows.sort(key=lambda row: order.get(row["beam"], len(order) + row["beam"]))  # stable: beam-major
+    anchors = paper.ANCHORS[name]
+    others = "; ".join(f"{label} {' / '.join(f'{v:.2f}' for v in values)}" for label, values in anchors.items())
+    if others:
+        others = f" Also published on this task (Rouge-L / Rouge-1 / Rouge-2 / BLEU): {others}."
+    notes = {HEADERS[METRICS[0]]: PAPER_NOTE + others}
+    meta = {"paper": name, "paper_title": paper.TITLES[name],
+            "anchors": {label: dict(zip(paper.PAPER_METRICS, v)) for label, v in anchors.items()}}
+    return Matrix(f"{summary['name']} beside the article ({paper.TITLES[name]})", cols, rows, notes, meta)
+
+
+def _paper_row(name: str, label: str, method: str, beam: int, ours: dict | None) -> dict:
+    cell, delta = paper.article_cell(name, method, beam), paper.article_delta(name, method, beam)
+    row = {"method": label, "article_method": paper.ARTICLE_METHODS.get(method, ""), "beam": beam}
+    for m in METRICS:
+        if ours is not None:
+            row[m] = "failed" if ours.get(m) is None else {"mean": ours[m], "std": ours.get(f"{m}_std", 0.0),
+                                                           "n": ours["n_seeds"]}
+        ours_d = (ours or {}).get("vs_baseline", {}).get(m)
+        row[f"d_{m}"] = ours_d
+        row[f"paper_{m}"] = cell[m] if cell else None
+        row[f"paper_d_{m}"] = delta[m] if delta else None
+        row[f"agree_{m}"] = bool(np.sign(ours_d["diff"]) == np.sign(delta[m])) if ours_d and delta else None
+    return row
 
 
 def fmt(col: Col, v, interval: bool = True) -> str:
@@ -231,7 +335,14 @@ def rich_table(mx: Matrix, delta_key: str = "d_rouge_l") -> Table:
     return t
 
 
-WRITERS = {"md": markdown, "csv": csv_text, "latex": latex}
+def json_text(mx: Matrix) -> str:
+    """The matrix as JSON: its columns (key, header, kind, group) and rows of raw values."""
+    cols = [{"key": c.key, "header": c.header, "kind": c.kind, "group": c.group} for c in mx.cols]
+    doc = {"title": mx.title, **mx.meta, "notes": mx.notes, "columns": cols, "rows": mx.rows}
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS = {"md": markdown, "csv": csv_text, "latex": latex, "json": json_text}
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
@@ -256,10 +367,17 @@ def load_summary(path: str | Path) -> dict:
         missing = [k for k in ["method", "beam", *METRICS] if k not in r]
         if missing:
             raise UserError(f"{path}: rows[{i}]: missing key {missing[0]!r}")
-        bad = [k for k in METRICS if r[k] is not None and not isinstance(r[k], (int, float))]
+        bad = [k for k in [*METRICS, *WORD_METRICS] if r.get(k) is not None and not isinstance(r[k], (int, float))]
         if bad or not isinstance(r["beam"], int):
             raise UserError(f"{path}: rows[{i}].{bad[0] if bad else 'beam'}: expected a number")
+        bad = [f"{m}_ci" for m in METRICS if f"{m}_ci" in r and not _is_interval(r[f"{m}_ci"])]
+        if bad:
+            raise UserError(f"{path}: rows[{i}].{bad[0]}: expected [lo, hi], two numbers")
     return data
+
+
+def _is_interval(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
 
 
 # ------------------------------------------------------------------------------ compare

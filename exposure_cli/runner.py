@@ -102,7 +102,9 @@ def summarize_grid(spec: Spec, out_dir: Path, results: list[dict]) -> dict:
     failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
     summary = report.summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams,
                                failed)
-    report.add_bootstrap(summary, per_example_scores(out_dir, spec, finished))
+    per_example = per_example_scores(out_dir, spec, finished)
+    report.add_cell_intervals(summary, per_example)
+    report.add_bootstrap(summary, per_example)
     summary["runs"] = [report.run_record(r) for r in results]
     if failed:
         summary["failed"] = failed

@@ -39,7 +39,7 @@ from .data import Pair, read_pairs
 from .errors import UserError
 from .decode import decode_hypotheses, decode_options, decode_texts
 from .methods import Method, StepContext, get_method
-from .metrics import study_scores
+from .metrics import study_scores, word_scores
 from .model import UniLM
 from .predictions import write_hypotheses, write_predictions
 from .spec import MethodSpec, Spec, method_label
@@ -307,7 +307,7 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
         preds = [run.tok.decode(h.tokens) for h in best]
         write_hypotheses(run.dir / f"hypotheses.beam{k}.jsonl", best)
         write_predictions(run.dir / f"predictions.beam{k}.tsv", sources, refs, preds)
-        beams[str(k)] = study_scores(preds, refs, lowercase=spec.score.lowercase)
+        beams[str(k)] = {**study_scores(preds, refs, lowercase=spec.score.lowercase), **word_scores(preds, refs)}
     st = run.state
     metrics = {"method": run.label, "method_name": run.method_spec.name, "params": run.method_spec.params,
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,

@@ -23,3 +23,47 @@ def prepared_data(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
     prepare(shared_data / "raw", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_runs(prepared_data, tmp_path_factory) -> Path:
+    """An output directory as `exposure run` leaves it, without training: four methods (one the
+    article did not run, one a variant) × 2 seeds × beams 1-3, each run with predictions files made
+    by corrupting the CSL test titles (better methods and beams corrupt less), the metrics.json
+    they score to, and a train.jsonl; then summary.json and the tables from runner.summarize_grid."""
+    import json
+    import random
+
+    from exposure_cli import fileio, metrics, report, runner
+    from exposure_cli.predictions import write_predictions
+    from exposure_cli.spec import method_label, spec_from_dict
+
+    out = tmp_path_factory.mktemp("runs") / "csl-fake"
+    spec = spec_from_dict({"name": "csl-fake", "data": {s: "unused" for s in ("train", "dev", "test")},
+                           "methods": ["baseline", {"random_replace": {"pool": "sequence"}}, "gradient_penalty",
+                                       "scheduled_sampling"],
+                           "train": {"seeds": [0, 1], "epochs": 3}, "decode": {"beams": [1, 2, 3]}})
+    lines = (prepared_data / "csl" / "test.tsv").read_text(encoding="utf-8").splitlines()[:60]
+    refs = [line.split("\t")[0] for line in lines]
+    sources = [line.split("\t")[1] for line in lines]
+    results = []
+    for i, (m, label, seed) in enumerate(runner.grid(spec)):
+        rng = random.Random(i)
+        d = runner.run_path(out, label, seed)
+        beams = {}
+        for beam in spec.decode.beams:
+            keep = 0.45 + 0.08 * (i // 2) + 0.04 * beam
+            preds = ["".join(c if rng.random() < keep else rng.choice("的方法研究") for c in r) for r in refs]
+            write_predictions(d / f"predictions.beam{beam}.tsv", sources, refs, preds)
+            beams[str(beam)] = {**metrics.study_scores(preds, refs), **metrics.word_scores(preds, refs)}
+        log = [{"step": 1, "epoch": 1, "loss": 3.0}]
+        log += [{"epoch": e, "dev": {"bleu": 10.0 + 5 * e - e * e + i, "rouge_l": 30.0}, "best": e <= 2}
+                for e in (1, 2, 3)]
+        fileio.write_text(d / "train.jsonl", "".join(json.dumps(x) + "\n" for x in log))
+        result = {"method": label, "method_name": m.name, "params": m.params, "seed": seed, "best_epoch": 2,
+                  "dev_bleu": 16.0 + i, "epochs": 3, "train_seconds": 1.5, "test": beams}
+        fileio.write_json(d / "metrics.json", result)
+        results.append(result)
+    assert [method_label(m) for m in spec.methods][1] == "random_replace(pool=sequence)"
+    report.write_summary(out, runner.summarize_grid(spec, out, results))
+    return out

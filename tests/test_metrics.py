@@ -211,7 +211,8 @@ def test_cli_json_keys_and_values(tmp_path):
     res = runner.invoke(app, ["score", "--pred", str(tmp_path / "p.txt"), "--ref", str(tmp_path / "r.txt"), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert set(out) == {"rouge_l", "rouge_1", "rouge_2", "bleu", "sacrebleu", "rouge_score_l", "n"}
+    assert set(out) == {"rouge_l", "rouge_1", "rouge_2", "bleu", "sacrebleu", "rouge_score_l", "n",
+                        "word_rouge_l", "word_rouge_1", "word_rouge_2"}
     assert out["n"] == 2
     expected = metrics.study_scores(["ABCD", "深度学习"], ["abd", "深度学习方法"])
     assert out["rouge_l"] == pytest.approx(expected["rouge_l"])

@@ -1,0 +1,78 @@
+"""`exposure table` and `exposure plot`: an experiment's summary as a table (alone or beside the
+article's), and as figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UserError
+from .app import app, console, err_console
+
+SOURCE_HELP = "An output directory of `exposure run` (with summary.json), or a summary.json file."
+PAPER_HELP = "The article's table to set beside ours: csl or lcsts."
+
+
+@app.command()
+def table(
+    source: str = typer.Argument(..., metavar="RUN_DIR_OR_JSON", help=SOURCE_HELP),
+    paper: Optional[str] = typer.Option(None, "--paper", help=PAPER_HELP + " For every method × beam: our cell, "
+                                        "the article's, both differences to baseline (ours with its 95% interval) "
+                                        "and whether their signs agree."),
+    format_: str = typer.Option("md", "--format", "-f", help="md, csv, json or latex (booktabs)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead "
+                                          "of printing."),
+):
+    """Print an experiment's table, alone or (--paper) beside the article's.
+
+    Alone: scores (mean ± std over seeds) and differences to baseline, as in table.md; --format json
+    is then the summary itself. With --paper: for each metric, a group of our cell, the article's,
+    both differences to baseline and whether their signs agree."""
+    from .. import fileio, report
+    from ..paper import check_paper
+
+    if format_ not in report.WRITERS:
+        raise UserError(f"--format {format_}: expected one of {', '.join(report.WRITERS)}")
+    if paper is not None:
+        check_paper(paper)
+    summary = report.load_summary(source)
+    if paper is not None:
+        text = report.WRITERS[format_](report.paper_matrix(summary, paper))
+    elif format_ == "json":
+        text = json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = report.WRITERS[format_](report.summary_matrix(summary))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    fileio.write_text(output, text)
+    err_console.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def plot(
+    source: str = typer.Argument(..., metavar="RUN_DIR_OR_JSON", help=SOURCE_HELP + " The dev-BLEU curves need "
+                                 "the directory (they read each run's train.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the PNG files."),
+    paper: Optional[str] = typer.Option(None, "--paper", help=PAPER_HELP + " Default: from the experiment's name "
+                                        "when it contains csl or lcsts."),
+):
+    """Write PNG figures of an experiment: scores by beam, differences beside the article's, dev BLEU.
+
+    beam_<metric>.png: each metric against beam size, a line per method, with 95% interval bars;
+    deltas_vs_article.png: each method's difference to baseline beside the article's; dev_bleu.png:
+    every run's dev BLEU per epoch (needs the output directory)."""
+    from .. import plots, report
+    from ..paper import check_paper, guess_paper
+
+    summary = report.load_summary(source)
+    paper_name = check_paper(paper) if paper is not None else guess_paper(summary["name"])
+    run_root = Path(source) if Path(source).is_dir() else None
+    written, notes = plots.write_plots(summary, out, paper_name, run_root)
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
