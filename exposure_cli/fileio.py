@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 TMP_SUFFIX = ".tmp"  # temporaries are `.NAME.XXXX.tmp` beside their target; a SIGKILL can leave one
 
 
@@ -16,6 +18,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the result the permissions open() would
     os.close(fd)
     try:
         write(Path(tmp))

@@ -231,9 +231,16 @@ CASES = [
     ("compare-value", ["compare", "{summary}", "{ref}"], "s.json: rows[0].rouge_l: expected a number", summary('{"rows": [{"method": "b", "beam": 1, "rouge_l": "x", "rouge_1": 1, "rouge_2": 1, "bleu": 1}]}')),
     ("compare-missing", ["compare", "{tmp}/none", "{tmp}/none"], "none: not found (run `exposure run` first", None),
     ("ls-unknown", ["ls", "nothing"], "nothing: expected one of specs", None),
+    # table and plot
+    ("table-missing", ["table", "{tmp}/none"], "none: not found (run `exposure run` first", None),
+    ("table-json", ["table", "{summary}"], "s.json:1: invalid JSON", summary("{rows: 1")),
+    ("table-format", ["table", "{ref}", "--format", "html"], "--format html: expected one of", summary("{}")),
+    ("table-paper", ["table", "{ref}", "--paper", "cnn"], "--paper", summary("{}")),
+    ("plot-missing", ["plot", "{tmp}/none", "--out", "{out}"], "none: not found (run `exposure run` first", None),
+    ("plot-shape", ["plot", "{summary}", "--out", "{out}"], "s.json: expected an object with a 'rows' list", summary("[]")),
 ]
 
-FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt")
+FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

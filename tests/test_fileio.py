@@ -25,3 +25,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         fileio._atomic(p, explode)
     assert fileio.read_text(p) == '{\n  "rows": [\n    1\n  ]\n}\n'
     assert [x.name for x in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_files_get_the_permissions_open_would_give(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    p = fileio.write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert p.stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777
