@@ -133,3 +133,33 @@ def bench_train(
     if hf:
         console.print(f"tokens/s: ours {res['tokens_per_s']:,.0f}, transformers BertForMaskedLM "
                       f"{res['hf_tokens_per_s']:,.0f} → {res['ratio_vs_hf']:.2f}×", highlight=False)
+
+
+@bench_app.command("grid")
+def bench_grid(
+    spec: str = typer.Option("smoke.yaml", "--spec", help="The grid's spec (a path or a packaged name)."),
+    set_: list[str] = typer.Option(["train.epochs=1", "methods=[baseline, random_replace]", "train.seeds=[0, 1]"],
+                                   "--set", help="Overrides of the spec (repeatable); the default makes a 4-run grid "
+                                   "of about a minute per executor here."),
+    executors: str = typer.Option("serial,pool", "--executors", help="Comma-separated: serial (one run at a time, "
+                                  "1 thread), serial2 (one at a time, 2 threads), pool (--jobs 2, 1 thread each), "
+                                  "ray (a local Ray instance, 1 CPU a run; its start-up is counted)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Runs per hour of each executor on the same small grid, each from a fresh `exposure run`,
+    and whether their summaries agree byte for byte (every executor but serial2 gives a run one thread)."""
+    from ..bench.grid import bench_grid as run_bench
+
+    res = run_bench(spec, set_, [e.strip() for e in executors.split(",") if e.strip()])
+    if json_out:
+        typer.echo(json.dumps(res))
+        return
+    t = Table(title=f"grid of {spec} with {' '.join(set_)}")
+    for col in ("executor", "runs", "seconds", "runs/hour", "× serial"):
+        t.add_column(col, justify="left" if col == "executor" else "right")
+    for name, r in res["executors"].items():
+        t.add_row(name, str(r["runs"]), f"{r['seconds']:.1f}", f"{r['runs_per_hour']:.1f}",
+                  f"{r.get('speedup_vs_serial', 1.0):.2f}")
+    console.print(t)
+    console.print(("same summary from every 1-thread executor" if res["same_summary"]
+                   else "[red]the summaries differ between executors[/]"), highlight=False)
