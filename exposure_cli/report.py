@@ -335,6 +335,30 @@ def rich_table(mx: Matrix, delta_key: str = "d_rouge_l") -> Table:
     return t
 
 
+def runs_matrix(summary: dict, seconds: list[dict] | None = None) -> Matrix:
+    """Each run's own test scores at each beam, its selected epoch and, from its directory, its
+    wall-clock seconds (training, dev decoding, test decoding): any single run can be checked later."""
+    cols = [Col("method", "method"), Col("seed", "seed", "int"), Col("beam", "beam", "int")]
+    cols += [Col(m, HEADERS[m], "number", "runs") for m in METRICS]
+    cols += [Col("best_epoch", "best epoch", "int", "runs"), Col("dev_bleu", "dev BLEU", "number", "runs")]
+    if seconds:
+        cols += [Col(k, k.replace("_", " "), "number", "runs") for k in ("train_seconds", "dev_seconds", "eval_seconds")]
+    secs = {(s["method"], s["seed"]): s for s in seconds or []}
+    rows = []
+    for r in summary.get("runs", []):
+        if "failed" in r:
+            rows.append({"method": r["method"], "seed": r["seed"], "beam": None, "rouge_l": "failed"})
+            continue
+        for beam, scores in r["test"].items():
+            row = {"method": r["method"], "seed": r["seed"], "beam": int(beam), "best_epoch": r.get("best_epoch"),
+                   "dev_bleu": r.get("dev_bleu"), **{m: scores[m] for m in METRICS}}
+            row.update({k: v for k, v in secs.get((r["method"], r["seed"]), {}).items() if k.endswith("_seconds")})
+            rows.append(row)
+    return Matrix(f"{summary['name']}: every run", cols, rows,
+                  {"runs": "Each run's test scores ×100 at each beam, the epoch its dev BLEU selected, and its "
+                           "wall-clock seconds on the machine that ran it."})
+
+
 def json_text(mx: Matrix) -> str:
     """The matrix as JSON: its columns (key, header, kind, group) and rows of raw values."""
     cols = [{"key": c.key, "header": c.header, "kind": c.kind, "group": c.group} for c in mx.cols]

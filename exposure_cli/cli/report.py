@@ -25,6 +25,9 @@ def table(
     format_: str = typer.Option("md", "--format", "-f", help="md, csv, json or latex (booktabs)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead "
                                           "of printing."),
+    runs: bool = typer.Option(False, "--runs", help="Also every run's own scores at each beam, its selected epoch "
+                              "and (given the output directory) its wall-clock seconds; with json, the summary "
+                              "gains a 'seconds' list."),
 ):
     """Print an experiment's table, alone or (--paper) beside the article's.
 
@@ -39,17 +42,32 @@ def table(
     if paper is not None:
         check_paper(paper)
     summary = report.load_summary(source)
+    seconds = _seconds(Path(source)) if runs and Path(source).is_dir() else None
     if paper is not None:
         text = report.WRITERS[format_](report.paper_matrix(summary, paper))
     elif format_ == "json":
-        text = json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+        text = json.dumps({**summary, **({"seconds": seconds} if seconds else {})}, ensure_ascii=False, indent=2) + "\n"
     else:
         text = report.WRITERS[format_](report.summary_matrix(summary))
+    if runs and format_ in ("md", "latex", "csv"):
+        text += ("\n" if format_ != "csv" else "") + report.WRITERS[format_](report.runs_matrix(summary, seconds))
     if output is None:
         typer.echo(text, nl=False)
         return
     fileio.write_text(output, text)
     err_console.print(f"wrote {output}", highlight=False)
+
+
+def _seconds(out_dir: Path) -> list[dict]:
+    """Each finished run's wall-clock seconds, from its metrics.json (summary.json keeps none)."""
+    from .. import fileio
+
+    out = []
+    for path in sorted(out_dir.glob("*/seed*/metrics.json")):
+        m = fileio.read_json(path)
+        out.append({"method": m.get("method"), "seed": m.get("seed"),
+                    **{k: m.get(k) for k in ("train_seconds", "dev_seconds", "eval_seconds")}})
+    return out
 
 
 @app.command()
