@@ -5,7 +5,7 @@ Four registered measures (`DIAGNOSTICS`), each a set of per-example ratio statis
 - `teacher_forced`: NLL per token and next-token accuracy with the gold prefix (the training condition);
 - `robustness`: the same after k target-prefix tokens are replaced by a wrong token, the model's own
   best wrong guess there (`model`) or a uniformly random one (`random`), measured on the gold
-  tokens after the last replacement against the clean pass on the same tokens; the slope over k
+  tokens after the k-th replacement against the clean pass on the same tokens; the slope over k
   of the accuracy drop is the model's exposure-bias sensitivity;
 - `search`: does the reference score higher than the decoded output (a search error) or lower
   (a model error);
@@ -13,9 +13,15 @@ Four registered measures (`DIAGNOSTICS`), each a set of per-example ratio statis
 
 Every score is the model's own teacher-forced scoring of a given target (`UniLM.target_log_probs`
 on a `collate`d `[CLS] source [SEP] target` batch), summed as the decoder sums it (log(p + 1e-12)
-per token, `decode.LOG_EPS`): one forward pass per scored sequence, no second implementation of
-the model or of the decoder's score. The decoded outputs are the token ids the run's decoder wrote
-(hypotheses.beam{k}.jsonl), so nothing is decoded again on the test split.
+per token, `decode.LOG_EPS`), so a reference gets the score the decoder would have given it. The
+outputs are the token ids and scores the run's decoder wrote (hypotheses.beam{k}.jsonl): nothing is
+decoded again on the test split, and a sample of outputs is rescored to check the two agree.
+
+Cost. Injected errors go at sorted random positions, so under the causal mask the tokens between
+the k-th and the (k+1)-th error are predicted exactly as in a sequence holding only the first k:
+one corrupted pass per kind measures every k (`window="next"`). With the clean pass that is three
+forward passes per example, less than the three beam searches of the run's test decoding; the
+literal "every token after the k-th error" (`window="end"`) costs a pass per kind and k.
 
 Across runs: per method the mean over seeds, with a 95% percentile bootstrap over test examples
 (the same resampled examples for every run, so each method's difference to baseline is paired).
@@ -49,6 +55,8 @@ from .spec import method_label
 
 SPLITS = ("test", "dev", "train")
 KINDS = ("model", "random")  # where an injected wrong token comes from
+WINDOWS = ("next", "end")
+CHECK_EXAMPLES = 32  # examples whose outputs are rescored per run, to check against the decoder's scores
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Options:
     beams: tuple[int, ...] = (1, 2, 3)
     errors: tuple[int, ...] = (0, 1, 2, 3)
     seed: int = 0  # draws the injected positions and random tokens
+    window: str = "next"  # robustness: measure k errors up to the next injected position, or to the "end"
     limit: int | None = None  # only the first N examples of the split
     batch_size: int = 64  # sequences per teacher-forced pass
     n_resamples: int = 1000
@@ -147,10 +156,11 @@ def special_ids(tok) -> list[int]:
 # ------------------------------------------------------------------------ injected errors
 
 
-def injection_plan(gold: list[int], wrong: np.ndarray, ordinary: np.ndarray, seed: int,
-                   example: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(order, replacements) of one example: k errors go at target positions order[:k] (nested:
-    k + 1 errors add one to k's), and the token put at position j is replacements[kind][j].
+def injection_plan(gold: list[int], wrong: np.ndarray, ordinary: np.ndarray, seed: int, example: int,
+                   n_errors: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(positions, tokens) of one example's injected errors: up to `n_errors` target positions drawn
+    uniformly without replacement, in increasing order (k errors are the first k), and per kind the
+    token put at each.
 
     Candidates are the target tokens before the last one (the last is fed but nothing after it is
     measured). `model`: `wrong`, the model's best non-gold token at that position under teacher
@@ -159,14 +169,14 @@ def injection_plan(gold: list[int], wrong: np.ndarray, ordinary: np.ndarray, see
     """
     m = len(gold) - 1
     rng = np.random.default_rng([seed, example])
-    order = rng.permutation(m)
-    u = rng.random(m)
-    g = np.asarray(gold[:m], dtype=np.int64)
+    positions = np.sort(rng.permutation(m)[:n_errors])
+    u = rng.random(m)[positions]
+    g = np.asarray(gold, dtype=np.int64)[positions]
     at = np.searchsorted(ordinary, g)
     is_ordinary = (at < len(ordinary)) & (ordinary[np.minimum(at, len(ordinary) - 1)] == g)
     choice = np.floor(u * (len(ordinary) - is_ordinary)).astype(np.int64)
     choice += is_ordinary & (choice >= at)  # skip the gold token itself
-    return order, {"model": np.asarray(wrong[:m], dtype=np.int64), "random": ordinary[choice]}
+    return positions, {"model": np.asarray(wrong, dtype=np.int64)[positions], "random": ordinary[choice]}
 
 
 # ------------------------------------------------------------------------------ one run
@@ -223,9 +233,7 @@ class Context:
         self.banned = special_ids(tok)
         self.ordinary = np.array([i for i in range(len(tok)) if i not in self.banned], dtype=np.int64)
         self._clean: list[TokenScores] | None = None
-        self._memo: list[dict[tuple, float]] = [{} for _ in self.gold]  # per example: tokens → score
         self._rouge: dict[int, np.ndarray] = {}
-        self.max_score_diff = 0.0  # largest |our score − the decoder's| over the outputs scored
 
     @property
     def n(self) -> int:
@@ -239,25 +247,26 @@ class Context:
         """The gold reference, teacher-forced."""
         if self._clean is None:
             self._clean = self.score(list(range(self.n)), self.gold)
-            for memo, g, c in zip(self._memo, self.gold, self._clean):
-                memo[tuple(g)] = c.total
         return self._clean
 
     def reference_scores(self) -> np.ndarray:
         return np.array([c.total for c in self.clean()])
 
     def output_scores(self, beam: int) -> np.ndarray:
-        """The model's score of each beam-`beam` output; a sequence already scored is not scored again."""
-        self.clean()
-        hyps = self.run.outputs[beam]
-        todo = [i for i, h in enumerate(hyps) if tuple(h.tokens) not in self._memo[i]]
-        for i, s in zip(todo, self.score(todo, [hyps[i].tokens for i in todo])):
-            self._memo[i][tuple(hyps[i].tokens)] = s.total
-        scores = np.array([self._memo[i][tuple(h.tokens)] for i, h in enumerate(hyps)])
-        if len(hyps):
-            self.max_score_diff = max(self.max_score_diff,
-                                      float(np.abs(scores - np.array([h.score for h in hyps])).max()))
-        return scores
+        """The decoder's score of each beam-`beam` output, as it recorded it (`score_check` shows that
+        teacher forcing gives the same number, so it compares with `reference_scores`)."""
+        return np.array([h.score for h in self.run.outputs[beam]])
+
+    def score_check(self, n: int = CHECK_EXAMPLES) -> float:
+        """The largest |teacher-forced score − the decoder's score| over the outputs of the first n
+        examples at every beam: rescoring every output would cost a pass per beam, and the scoring
+        is the same function for all of them."""
+        found = {(i, tuple(h.tokens)): h.score for hs in self.run.outputs.values() for i, h in enumerate(hs[:n])}
+        if not found:
+            return 0.0
+        keys = list(found)
+        scored = self.score([i for i, _ in keys], [list(t) for _, t in keys])
+        return max(abs(s.total - found[k]) for k, s in zip(keys, scored))
 
     def same_as_reference(self, beam: int) -> np.ndarray:
         return np.array([h.tokens == g for h, g in zip(self.run.outputs[beam], self.gold)])
@@ -339,6 +348,26 @@ def slope(ks, ys) -> np.ndarray | float:
     return sum(k * (y - mean) for k, y in zip(kc, ys)) / float((kc ** 2).sum())
 
 
+def _inject(gold: list[int], positions, tokens) -> list[int]:
+    fed = list(gold)
+    for j, t in zip(positions, tokens):
+        fed[int(j)] = int(t)
+    return fed
+
+
+def _window_stats(corrupt: list[TokenScores], clean: list[TokenScores], gold, windows) -> dict[str, Ratio]:
+    """Accuracy (%) and NLL over each example's window (a boolean mask over its target tokens; None:
+    all of them), of the corrupted pass and of the clean one on the same tokens."""
+    windows = windows if windows is not None else [np.ones(len(g), dtype=bool) for g in gold]
+    n = np.array([w.sum() for w in windows], dtype=np.float64)
+
+    def total(scores, attr):
+        return np.array([getattr(s, attr)[w].sum() for s, w in zip(scores, windows)], dtype=np.float64)
+
+    return {"acc": Ratio(100.0 * total(corrupt, "correct"), n), "nll": Ratio(total(corrupt, "nll"), n),
+            "clean_acc": Ratio(100.0 * total(clean, "correct"), n), "clean_nll": Ratio(total(clean, "nll"), n)}
+
+
 @DIAGNOSTICS.register()
 class Robustness(Diagnostic):
     """Accuracy and NLL of the gold tokens after k injected errors, against the clean pass on the same tokens."""
@@ -347,45 +376,29 @@ class Robustness(Diagnostic):
     order = 1
     title = "robustness to injected errors"
     note = ("k target-prefix tokens replaced by the model's own best wrong token (model) or a uniformly random one "
-            "(random); drop k=n: accuracy (%) of the gold tokens after the last error, clean pass minus "
-            "corrupted pass on the same tokens; sensitivity: the least-squares slope of that drop over k "
-            "(accuracy points lost per injected error), and of the NLL rise (nats per error).")
+            "(random); drop k=n: accuracy (%) of the gold tokens after the k-th error (up to the next injected "
+            "position), clean pass minus corrupted pass on the same tokens; sensitivity: the least-squares slope of "
+            "that drop over k (accuracy points lost per injected error), and of the NLL rise (nats per error).")
 
     def stats(self, ctx):
         clean = ctx.clean()
-        plans = [injection_plan(g, c.wrong, ctx.ordinary, self.opts.seed, i)
+        ks = [k for k in self.opts.errors if k]
+        plans = [injection_plan(g, c.wrong, ctx.ordinary, self.opts.seed, i, max(ks, default=0))
                  for i, (g, c) in enumerate(zip(ctx.gold, clean))]
         out = {}
         for kind in KINDS:
-            for k in self.opts.errors:
-                out.update({f"{kind}_k{k}_{s}": r for s, r in self._at(ctx, clean, plans, kind, k).items()})
+            out.update({f"{kind}_k0_{s}": r for s, r in _window_stats(clean, clean, ctx.gold, None).items()})
+            # One pass with every error serves every k ("next"); "end" needs a pass per k.
+            for m in ([max(ks)] if self.opts.window == "next" and ks else ks):
+                fed = [_inject(g, pos[:m], tokens[kind][:m]) for g, (pos, tokens) in zip(ctx.gold, plans)]
+                corrupt = ctx.score(list(range(ctx.n)), ctx.gold, fed)
+                # errors in the prefix that predicts each target token (token j sees the inputs before j)
+                seen = [np.searchsorted(pos[:m], np.arange(len(g))) for g, (pos, _) in zip(ctx.gold, plans)]
+                for k in ks if self.opts.window == "next" else [m]:
+                    windows = [e == k for e in seen]
+                    out.update({f"{kind}_k{k}_{s}": r for s, r in _window_stats(corrupt, clean, ctx.gold,
+                                                                                windows).items()})
         return out
-
-    def _at(self, ctx, clean, plans, kind: str, k: int) -> dict[str, Ratio]:
-        """k errors of `kind`: every example is scored (one pass, same batches as the clean one);
-        an example with fewer than k candidate positions counts for nothing."""
-        inputs, starts = [], []
-        for g, (order, repl) in zip(ctx.gold, plans):
-            fed = list(g)
-            if k == 0:
-                start = 0
-            elif len(order) < k:
-                start = len(g)  # too short for k errors: an empty window
-            else:
-                for j in order[:k]:
-                    fed[j] = int(repl[kind][j])
-                start = int(order[:k].max()) + 1
-            inputs.append(fed)
-            starts.append(start)
-        corrupt = clean if k == 0 else ctx.score(list(range(ctx.n)), ctx.gold, inputs)
-        win = [np.arange(len(g)) >= s for g, s in zip(ctx.gold, starts)]
-        n = np.array([w.sum() for w in win], dtype=np.float64)
-
-        def total(scores, attr):
-            return np.array([getattr(s, attr)[w].sum() for s, w in zip(scores, win)], dtype=np.float64)
-
-        return {"acc": Ratio(100.0 * total(corrupt, "correct"), n), "nll": Ratio(total(corrupt, "nll"), n),
-                "clean_acc": Ratio(100.0 * total(clean, "correct"), n), "clean_nll": Ratio(total(clean, "nll"), n)}
 
     def derive(self, v):
         out = {}
@@ -424,8 +437,8 @@ class SearchErrors(Diagnostic):
     name = "search"
     order = 2
     title = "search errors vs model errors"
-    note = ("Scores are the decoder's own (Σ log(p + 1e-12), the final [SEP] included), of the reference cut to "
-            "decode.max_len and of the output. search err: % of examples whose reference scores higher than the "
+    note = ("Scores are the decoder's (Σ log(p + 1e-12), the final [SEP] included): the output's as it recorded it, "
+            "the reference's (cut to decode.max_len) by teacher forcing. search err: % of examples whose reference scores higher than the "
             "output; model err: % whose output differs from the reference and scores at least as high; exact: % "
             "equal to the reference; gap: mean score(reference) − score(output) in nats, over all examples and over "
             "the search errors; unfinished: % of outputs that hit decode.max_len without [SEP].")
@@ -599,7 +612,7 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
     record = {"method": run.method, "seed": run.seed, "split": opts.split, "n_examples": ctx.n,
               "options": _options_record(opts),
               "values": {d: {k: _clean(x) for k, x in v.items()} for d, v in values.items()},
-              "checks": {"decoder_score_max_abs_diff": _clean(ctx.max_score_diff),
+              "checks": {"decoder_score_max_abs_diff": _clean(ctx.score_check()),
                          "references_truncated": ctx.truncated},
               "seconds": round(seconds, 2), "eval_seconds": run.eval_seconds,
               "per_example": {d: {k: _per_example(r) for k, r in rs.items()} for d, rs in ratios.items()}}
@@ -773,7 +786,9 @@ def write_report(out_dir: Path, agg: dict, opts: Options) -> list[Matrix]:
     return mxs
 
 
-def _errorbar(ax, xs, cells, **kw):
+def _errorbar(ax, xs, cells, shift: float = 0.0, **kw):
+    """Means with their intervals; `shift` moves a method's points sideways so the bars do not overlap."""
+    xs = np.asarray(xs, dtype=np.float64) + shift
     ys = [c["mean"] if c and c["mean"] is not None else math.nan for c in cells]
     lo = [y - c["lo"] if c and c.get("lo") is not None else 0.0 for y, c in zip(ys, cells)]
     hi = [c["hi"] - y if c and c.get("hi") is not None else 0.0 for y, c in zip(ys, cells)]
@@ -793,9 +808,10 @@ def write_plots(out_dir: Path, agg: dict, opts: Options) -> list[str]:
     for ax, kind in zip(axes, KINDS):
         for i, (m, v) in enumerate(methods.items()):
             rob = v["values"]["robustness"]
-            _errorbar(ax, opts.errors, [rob.get(f"{kind}_k{k}_acc") for k in opts.errors], color=f"C{i}",
-                      marker="o", label=m)
-            ax.plot(opts.errors, [rob.get(f"{kind}_k{k}_clean_acc", {}).get("mean") for k in opts.errors],
+            _errorbar(ax, opts.errors, [rob.get(f"{kind}_k{k}_acc") for k in opts.errors], _shift(i, methods),
+                      color=f"C{i}", marker="o", label=m)
+            ax.plot(np.asarray(opts.errors) + _shift(i, methods),
+                    [rob.get(f"{kind}_k{k}_clean_acc", {}).get("mean") for k in opts.errors],
                     color=f"C{i}", linestyle=":", alpha=0.7)
         ax.set(title=f"{'model-made' if kind == 'model' else 'random'} errors", xlabel="injected errors k",
                xticks=list(opts.errors))
@@ -804,14 +820,18 @@ def write_plots(out_dir: Path, agg: dict, opts: Options) -> list[str]:
     names.append(_save(fig, out_dir / PLOTS[0]))
     fig, ax = plt.subplots(figsize=(5, 4))
     for i, (m, v) in enumerate(methods.items()):
-        _errorbar(ax, opts.beams, [v["values"]["search"].get(f"b{b}_search") for b in opts.beams], color=f"C{i}",
-                  marker="o", label=m)
+        _errorbar(ax, opts.beams, [v["values"]["search"].get(f"b{b}_search") for b in opts.beams],
+                  _shift(i, methods), color=f"C{i}", marker="o", label=m)
     ax.set(xlabel="beam size", ylabel="search errors (% of examples)", xticks=list(opts.beams),
            title="reference scores higher than the output")
     ax.legend()
     names.append(_save(fig, out_dir / PLOTS[1]))
     names.append(_curse_plot(out_dir, methods, opts, plt))
     return names
+
+
+def _shift(i: int, methods) -> float:
+    return 0.06 * (i - (len(methods) - 1) / 2)
 
 
 def _curse_plot(out_dir: Path, methods: dict, opts: Options, plt) -> str:
@@ -850,5 +870,7 @@ def check_options(opts: Options) -> None:
         raise UserError("--beams: expected distinct beam sizes ≥ 1, e.g. 1,2,3")
     if not opts.errors or min(opts.errors) < 0 or len(set(opts.errors)) != len(opts.errors):
         raise UserError("--errors: expected distinct error counts ≥ 0, e.g. 0,1,2,3")
+    if opts.window not in WINDOWS:
+        raise UserError(f"--window {opts.window}: expected one of {', '.join(WINDOWS)}")
     if opts.limit is not None and opts.limit < 1:
         raise UserError("--limit: expected at least 1")

@@ -134,11 +134,9 @@ def test_the_score_of_an_output_is_the_decoders_own(which, request, pairs):
         assert len(s.score) == len(h.tokens)  # a finished one's [SEP] term included, none for an unfinished one
         assert h.finished == (h.tokens[-1] == tok.sep_id)
         assert s.total == pytest.approx(h.score, abs=1e-4)
-    # and through the diagnostics' context, on the outputs a run keeps
+    # and the check each run makes on the outputs it keeps
     ctx = dg.Context(_run(model, tok, pairs, beams=(1, 3)), dg.Options(beams=(1, 3)))
-    for b in (1, 3):
-        assert np.allclose(ctx.output_scores(b), [h.score for h in ctx.run.outputs[b]], atol=1e-4)
-    assert 0 < ctx.max_score_diff < 1e-4
+    assert 0 < ctx.score_check() < 1e-4
 
 
 def test_a_target_one_position_too_long_drops_its_unused_last_column(plain, pairs):
@@ -157,19 +155,41 @@ def test_injected_positions_and_tokens_depend_only_on_the_seed(plain, pairs):
     gold = [5, 9, 11, 7, 30, 6, tok.sep_id]
     wrong = np.array([40, 41, 42, 43, 44, 45, 46])
     ordinary = np.array([i for i in range(len(tok)) if i not in dg.special_ids(tok)])
-    order, repl = dg.injection_plan(gold, wrong, ordinary, seed=0, example=3)
-    again = dg.injection_plan(gold, wrong, ordinary, seed=0, example=3)
-    assert order.tolist() == again[0].tolist() and repl["random"].tolist() == again[1]["random"].tolist()
-    assert sorted(order.tolist()) == list(range(6))  # every token but the final [SEP]; k errors = order[:k]
-    assert repl["model"].tolist() == wrong[:6].tolist()
-    assert all(r != g and r not in dg.special_ids(tok) for r, g in zip(repl["random"], gold))
-    other = dg.injection_plan(gold, wrong, ordinary, seed=1, example=3)
-    assert (order.tolist(), repl["random"].tolist()) != (other[0].tolist(), other[1]["random"].tolist())
+    pos, tokens = dg.injection_plan(gold, wrong, ordinary, seed=0, example=3, n_errors=3)
+    again = dg.injection_plan(gold, wrong, ordinary, seed=0, example=3, n_errors=3)
+    assert pos.tolist() == again[0].tolist() and tokens["random"].tolist() == again[1]["random"].tolist()
+    assert pos.tolist() == sorted(set(pos.tolist())) and len(pos) == 3 and pos.max() < 6  # never the final [SEP]
+    assert tokens["model"].tolist() == wrong[pos].tolist()
+    assert all(r != gold[j] and r not in dg.special_ids(tok) for r, j in zip(tokens["random"], pos))
+    two = dg.injection_plan(gold, wrong, ordinary, seed=0, example=3, n_errors=2)[0]
+    assert set(two) < set(pos)  # fewer errors: a subset of the positions
+    other = dg.injection_plan(gold, wrong, ordinary, seed=1, example=3, n_errors=3)
+    assert (pos.tolist(), tokens["random"].tolist()) != (other[0].tolist(), other[1]["random"].tolist())
+    assert len(dg.injection_plan(gold[:3], wrong, ordinary, 0, 3, n_errors=3)[0]) == 2  # only 2 candidates
     # the whole measure repeats exactly, and another seed measures something else
     run = _run(model, tok, pairs, beams=(1,))
-    values = [{k: r.value for k, r in dg.Robustness(dg.Options(seed=s, beams=(1,))).stats(dg.Context(run, dg.Options(
-        seed=s, beams=(1,)))).items()} for s in (0, 0, 1)]
+    values = [{k: r.value for k, r in dg.Robustness(o).stats(dg.Context(run, o)).items()}
+              for o in (dg.Options(seed=s, beams=(1,)) for s in (0, 0, 1))]
     assert values[0] == values[1] and values[0] != values[2]
+
+
+def test_tokens_before_the_next_error_are_predicted_as_if_it_were_not_there(plain, pairs):
+    """Why one corrupted pass serves every k: the causal mask hides later errors from earlier tokens."""
+    model, tok = plain
+    ctx = dg.Context(_run(model, tok, pairs, beams=(1,)), dg.Options(beams=(1,)))
+    i = max(range(N), key=lambda i: len(ctx.gold[i]))
+    g, clean = ctx.gold[i], ctx.clean()[i]
+    pos, tokens = dg.injection_plan(g, clean.wrong, ctx.ordinary, 0, i, n_errors=3)
+    three, one = (dg.score_targets(model, [ctx.prompts[i]], [g], [dg._inject(g, pos[:m], tokens["model"][:m])])[0]
+                  for m in (3, 1))
+    window = slice(pos[0] + 1, pos[1] + 1)  # after the first error, up to and including the second position
+    assert np.allclose(three.nll[window], one.nll[window], atol=1e-6)
+    assert not np.allclose(three.nll[pos[1] + 1:], one.nll[pos[1] + 1:], atol=1e-3)
+    # so the two windows agree where they coincide: after the last of max(k) errors
+    o = {w: dg.Options(beams=(1,), window=w) for w in ("next", "end")}
+    v = {w: {k: r.value for k, r in dg.Robustness(o[w]).stats(dg.Context(ctx.run, o[w])).items()} for w in o}
+    assert v["next"]["model_k3_acc"] == v["end"]["model_k3_acc"] and v["next"]["random_k0_nll"] == v["end"]["random_k0_nll"]
+    assert v["next"]["model_k1_nll"] != v["end"]["model_k1_nll"]
 
 
 class PrefixBlind(UniLM):

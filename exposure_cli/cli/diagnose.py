@@ -31,6 +31,9 @@ def diagnose(
                               "and hypotheses.beam{k}.jsonl (beam 1 is always read: the beam curse compares to it)."),
     errors: str = typer.Option("0,1,2,3", help="Numbers of injected errors k for the robustness measure."),
     seed: int = typer.Option(0, help="Seed of the injected positions, the random tokens and the bootstrap."),
+    window: str = typer.Option("next", help="Robustness after k errors is measured on the gold tokens after the "
+                               "k-th error: up to the next injected position (next: one pass serves every k), or "
+                               "to the end of the target (end: a pass per k, slower)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N examples of the split."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per teacher-forced pass."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -52,7 +55,7 @@ def diagnose(
     from ..runtime import resolve_device, set_threads
 
     opts = dg.Options(split=split, beams=_int_list(beams, "--beams"), errors=_int_list(errors, "--errors"),
-                      seed=seed, limit=limit, batch_size=batch_size)
+                      seed=seed, window=window, limit=limit, batch_size=batch_size)
     dg.check_options(opts)
     runs = dg.finished_runs(out_dir)
     dev = resolve_device(device)
