@@ -314,6 +314,10 @@ class Diagnostic:
     def columns(self) -> list[Column]:
         return []
 
+    def note_for(self, group: str) -> str:
+        """The sentence under one of its tables."""
+        return self.note
+
 
 DIAGNOSTICS: Registry[type[Diagnostic]] = Registry("diagnostic", Diagnostic)
 
@@ -346,6 +350,10 @@ def slope(ks, ys) -> np.ndarray | float:
     kc = ks - ks.mean()
     mean = sum(ys) / len(ys)
     return sum(k * (y - mean) for k, y in zip(kc, ys)) / float((kc ** 2).sum())
+
+
+def _robustness_group(kind: str) -> str:
+    return f"robustness: {'model-made' if kind == 'model' else 'random'} errors"
 
 
 def _inject(gold: list[int], positions, tokens) -> list[int]:
@@ -411,10 +419,16 @@ class Robustness(Diagnostic):
             out[f"{kind}_sensitivity_nll"] = slope(ks, rises)
         return out
 
+    def note_for(self, group):
+        if group == _robustness_group("random"):
+            return ("The same at the same positions, each error a token drawn uniformly from the vocabulary without "
+                    "the special tokens and the gold one.")
+        return self.note
+
     def columns(self):
         cols = []
         for kind in KINDS:
-            group = f"robustness: {'model-made' if kind == 'model' else 'random'} errors"
+            group = _robustness_group(kind)
             cols += [Column(f"{kind}_drop_k{k}", f"drop k={k}", group=group) for k in self.opts.errors if k]
             cols += [Column(f"{kind}_sensitivity", "sensitivity", vs_baseline=True, group=group),
                      Column(f"{kind}_sensitivity_nll", "sensitivity NLL", group=group)]
@@ -455,7 +469,7 @@ class SearchErrors(Diagnostic):
     def columns(self):
         return [Column("b{beam}_search", "search err %", vs_baseline=True), Column("b{beam}_model", "model err %"),
                 Column("b{beam}_exact", "exact %"), Column("b{beam}_gap", "gap"),
-                Column("b{beam}_gap_search", "gap | search err"), Column("b{beam}_unfinished", "unfinished %")]
+                Column("b{beam}_gap_search", "gap (search err)"), Column("b{beam}_unfinished", "unfinished %")]
 
 
 def curse_stats(score_k, score_1, rouge_k, rouge_1) -> dict[str, Ratio]:
@@ -551,7 +565,10 @@ def _test_examples(run_dir: Path, tok, beams: list[int], limit: int | None):
 
 def _decoded_examples(model, tok, spec, split: str, beams: list[int], limit: int | None, device):
     """Another split has no decoder output on disk: decode it (the run's decoder and options)."""
-    pairs = read_pairs(getattr(spec.data, split))[:limit]
+    try:
+        pairs = read_pairs(getattr(spec.data, split))[:limit]
+    except UserError as e:
+        raise UserError(f"data.{split} of the run's spec.yaml, relative to the current directory: {e}") from None
     sources, refs = [p.source for p in pairs], [p.target for p in pairs]
     outputs, preds = {}, {}
     for b in beams:
@@ -616,9 +633,17 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
                          "references_truncated": ctx.truncated},
               "seconds": round(seconds, 2), "eval_seconds": run.eval_seconds,
               "per_example": {d: {k: _per_example(r) for k, r in rs.items()} for d, rs in ratios.items()}}
-    fileio.write_json(run.dir / "diagnostics.json", record)
+    write_run_record(run.dir / "diagnostics.json", record)
     return RunResult(run.method, run.seed, run.dir, ratios, values, record,
                      [method_label(m) for m in run.spec.methods])
+
+
+def write_run_record(path: Path, record: dict) -> None:
+    """JSON, indented except the per-example arrays (one line each: a tenth of the size)."""
+    head = json.dumps({**record, "per_example": None}, ensure_ascii=False, indent=2)
+    arrays = ",\n".join(f'    "{d}": ' + json.dumps(v, separators=(",", ":")) for d, v in record["per_example"].items())
+    text = head.replace('"per_example": null', '"per_example": {\n' + arrays + "\n  }")
+    fileio.write_text(path, text + "\n")
 
 
 def _per_example(r: Ratio) -> dict:
@@ -735,7 +760,8 @@ def matrices(agg: dict, opts: Options) -> list[Matrix]:
     keys_m = [Col("method", "method"), Col("seeds", "seeds", "int")]
     keys_b = [Col("method", "method"), Col("beam", "beam", "int")]
     # The markdown writer prints a group's note above its table: the note opens with the group's name.
-    notes = {c.group or d.title: f"**{c.group or d.title}**: {d.note}" for d in diags for c in d.columns()}
+    notes = {c.group or d.title: f"**{c.group or d.title}**: {d.note_for(c.group or d.title)}"
+             for d in diags for c in d.columns()}
     notes[DELTA_GROUP] = f"**{DELTA_GROUP}**: {DELTA_NOTE}"
     title = f"exposure-bias diagnostics, {agg['split']} split ({agg['n_examples']} examples)"
     return [Matrix(f"{title}: per method", keys_m + [c for c, _ in per_method], rows_m, notes),

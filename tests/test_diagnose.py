@@ -272,8 +272,10 @@ def test_methods_average_their_seeds_and_differ_from_baseline_on_the_same_resamp
 # ------------------------------------------------------------------------------ the command
 
 
-def _write_run(out, model, tok, pairs, label, seed, beams=(1, 2, 3)):
+def _write_run(out, model, tok, pairs, label, seed, beams=(1, 2, 3), dev=None):
     spec = replace(_spec(), methods=[MethodSpec("baseline"), MethodSpec("random_replace")])
+    if dev is not None:
+        spec.data.dev = str(dev)
     d = out / label / f"seed{seed}"
     write_run_spec(spec, MethodSpec(label), seed, d)
     tok.save(d)
@@ -287,9 +289,11 @@ def _write_run(out, model, tok, pairs, label, seed, beams=(1, 2, 3)):
     return d
 
 
-def test_diagnose_writes_every_run_and_the_comparison(plain, copying, pairs, tmp_path):
+def test_diagnose_writes_every_run_and_the_comparison(plain, copying, pairs, tmp_path, prepared_data):
     out = tmp_path / "out"
-    runs = [_write_run(out, *plain, pairs, "baseline", 0), _write_run(out, *copying, pairs, "random_replace", 0)]
+    dev = prepared_data / "csl/dev.tsv"
+    runs = [_write_run(out, *plain, pairs, "baseline", 0, dev=dev),
+            _write_run(out, *copying, pairs, "random_replace", 0, dev=dev)]
     (out / "random_replace" / "seed1").mkdir()  # unfinished: no metrics.json, skipped
     r = runner.invoke(app, ["diagnose", str(out), "--threads", "1", "--json"])
     assert r.exit_code == 0, r.output
@@ -311,6 +315,10 @@ def test_diagnose_writes_every_run_and_the_comparison(plain, copying, pairs, tmp
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in md
     r = runner.invoke(app, ["diagnose", str(out), "--threads", "1", "--beams", "1,2", "--errors", "0,1"])
     assert r.exit_code == 0 and "search err %" in r.output
+    # another split is decoded first, with the run's decoder
+    r = runner.invoke(app, ["diagnose", str(out), "--threads", "1", "--split", "dev", "--limit", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["n_examples"] == 5 and json.loads(r.stdout)["split"] == "dev"
 
 
 @pytest.mark.parametrize("args,message", [

@@ -66,7 +66,8 @@ def diagnose(
         t0 = time.perf_counter()
         res = dg.diagnose_run(dg.load_run_data(run_dir, opts, dev), opts)
         rec = res.record
-        eval_s = f"; decoding took {rec['eval_seconds']:.1f} s" if rec.get("eval_seconds") is not None else ""
+        eval_s = f"; the run's test decoding took {rec['eval_seconds']:.1f} s" if rec.get("eval_seconds") is not None \
+            else ""
         say.print(f"{res.method} seed {res.seed}: {rec['n_examples']} examples in {time.perf_counter() - t0:.1f} s "
                   f"(diagnostics {rec['seconds']:.1f} s{eval_s})", highlight=False)
         diff = rec["checks"]["decoder_score_max_abs_diff"]
