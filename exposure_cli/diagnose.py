@@ -101,6 +101,8 @@ def _fit_positions(batch: Batch, fed, max_positions: int):
     L = batch.input_ids.shape[1]
     if L <= max_positions:
         return batch, fed
+    if L > max_positions + 1:  # generate_ids refuses such a prompt; a reference is cut to decode.max_len
+        raise ValueError(f"{L} positions for a model with {max_positions}")
     cut = {f: getattr(batch, f)[:, :max_positions] for f in ("input_ids", "segment_ids", "pad_mask", "labels")}
     return batch.replace(**cut), None if fed is None else fed[:, :max_positions]
 
@@ -452,10 +454,11 @@ class SearchErrors(Diagnostic):
     order = 2
     title = "search errors vs model errors"
     note = ("Scores are the decoder's (Σ log(p + 1e-12), the final [SEP] included): the output's as it recorded it, "
-            "the reference's (cut to decode.max_len) by teacher forcing. search err: % of examples whose reference scores higher than the "
-            "output; model err: % whose output differs from the reference and scores at least as high; exact: % "
-            "equal to the reference; gap: mean score(reference) − score(output) in nats, over all examples and over "
-            "the search errors; unfinished: % of outputs that hit decode.max_len without [SEP].")
+            "the reference's (cut to decode.max_len) by teacher forcing. search err: % of examples whose reference "
+            "scores higher than the output; model err: % whose output differs from the reference and scores at "
+            "least as high; exact: % equal to the reference; gap: mean score(reference) − score(output) in nats, "
+            "over all examples and over the search errors; unfinished: % of outputs that hit decode.max_len "
+            "without [SEP].")
 
     def stats(self, ctx):
         ref = ctx.reference_scores()
