@@ -134,7 +134,7 @@ def add_cell_intervals(summary: dict, per_example: dict, n_resamples: int = 1000
 class Col:
     key: str  # the row field
     header: str
-    kind: str = "text"  # text | int | score ({mean, std, n}) | delta ({diff, lo, hi, significant}) | number | signed | flag
+    kind: str = "text"  # text | int | score ({mean, std, n}) | interval ({mean, lo, hi}) | delta ({diff, lo, hi, significant}) | number | signed | flag
     group: str = ""  # "" for key columns (repeated in every group's table)
     name: str = ""  # base name of its CSV column(s); default the key
 
@@ -244,8 +244,15 @@ def fmt(col: Col, v, interval: bool = True) -> str:
         return v
     if col.kind == "score":
         return f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v.get("n", 1) > 1 else "")
+    if col.kind == "interval":
+        if v.get("mean") is None:
+            return ""
+        span = f" [{v['lo']:.2f}, {v['hi']:.2f}]" if interval and v.get("lo") is not None else ""
+        return f"{v['mean']:.2f}{span}"
     if col.kind == "delta":
-        span = f" [{v['lo']:+.2f}, {v['hi']:+.2f}]" if interval and "lo" in v else ""
+        if v.get("diff") is None:
+            return ""
+        span = f" [{v['lo']:+.2f}, {v['hi']:+.2f}]" if interval and v.get("lo") is not None else ""
         return f"{v['diff']:+.2f}{span}" + ("*" if v.get("significant") else "")
     if col.kind == "number":
         return f"{v:.2f}"
@@ -261,6 +268,8 @@ def _flat(col: Col, v) -> dict:
     n = col.csv_name
     if col.kind == "score":
         return {n: v, f"{n}_std": ""} if not isinstance(v, dict) else {n: v["mean"], f"{n}_std": v["std"]}
+    if col.kind == "interval":
+        return {f"{n}{s}": (v or {}).get(k, "") for k, s in (("mean", ""), ("lo", "_lo"), ("hi", "_hi"))}
     if col.kind == "delta":
         keys = ("diff", "lo", "hi", "significant")
         return {f"{n}_{k}": (v or {}).get(k, "") for k in keys}
