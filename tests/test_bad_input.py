@@ -238,9 +238,15 @@ CASES = [
     ("table-paper", ["table", "{ref}", "--paper", "cnn"], "--paper", summary("{}")),
     ("plot-missing", ["plot", "{tmp}/none", "--out", "{out}"], "none: not found (run `exposure run` first", None),
     ("plot-shape", ["plot", "{summary}", "--out", "{out}"], "s.json: expected an object with a 'rows' list", summary("[]")),
+    # diagnose
+    ("diagnose-missing", ["diagnose", "{tmp}/none"], "none: not a directory", None),
+    ("diagnose-no-run", ["diagnose", "{tmp}"], ": no finished run (expected OUT/<method>/seed<N>/metrics.json", None),
+    ("diagnose-beams", ["diagnose", "{tmp}", "--beams", "1,x"], "--beams '1,x': expected comma-separated integers", None),
+    ("diagnose-split", ["diagnose", "{tmp}", "--split", "valid"], "--split valid: expected one of", None),
+    ("diagnose-errors", ["diagnose", "{tmp}", "--errors", "1,1"], "--errors: expected distinct error counts", None),
 ]
 
-FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png")
+FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

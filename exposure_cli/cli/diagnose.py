@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-from ..runtime import DEVICE_HELP
-from .app import app, console, err_console
+
+from .app import DEVICE_HELP, app, console, err_console
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
