@@ -10,7 +10,12 @@ EXTRAS   ?= test,ray
 EXPOSURE_DATA_MIRROR ?= $(wildcard ../shared/data/raw)
 export EXPOSURE_DATA_MIRROR
 
-.PHONY: install demo test data smoke csl lcsts paper clean
+# Where `make reproduce-cpu` puts its runs (results/ gets the committed tables and plots), and how
+# many runs it trains at a time.
+REPRO    ?= runs/reproduce-cpu
+JOBS     ?= 2
+
+.PHONY: install demo test data smoke csl lcsts reproduce-cpu torture clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,13 +37,32 @@ demo: install data
 
 smoke: install data
 	$(EXPOSURE) run experiments/smoke.yaml --out runs/smoke
-	$(EXPOSURE) compare runs/smoke results/smoke.json --tol 0.5
+	$(EXPOSURE) compare runs/smoke results/smoke.json --tol 0.01 --delta-tol 0.01
 
 csl: install data
 	$(EXPOSURE) run experiments/csl.yaml --out runs/csl
 
 lcsts: install data
 	$(EXPOSURE) run experiments/lcsts.yaml --out runs/lcsts
+
+# Both CPU tables of the study (3 methods × 3 seeds × beams 1-3 on CSL and on LCSTS), beside the
+# article's, with plots; the committed results/ are this target's output.
+reproduce-cpu: install data
+	$(EXPOSURE) run csl.yaml --out $(REPRO)/csl --jobs $(JOBS)
+	$(EXPOSURE) run lcsts.yaml --out $(REPRO)/lcsts --jobs $(JOBS)
+	for t in csl lcsts; do \
+	  $(EXPOSURE) table $(REPRO)/$$t --runs --format json --output results/$$t-cpu.json && \
+	  $(EXPOSURE) table $(REPRO)/$$t --runs --output results/$$t-cpu.md && \
+	  $(EXPOSURE) table $(REPRO)/$$t --paper $$t >> results/$$t-cpu.md && \
+	  $(EXPOSURE) plot $(REPRO)/$$t --paper $$t --out results/plots/$$t-cpu || exit 1; \
+	done
+	$(EXPOSURE) table $(REPRO)/csl --paper csl
+	$(EXPOSURE) table $(REPRO)/lcsts --paper lcsts
+
+# Kill a small grid with SIGKILL 10 times at random moments, then check that it finishes exactly as
+# an uninterrupted run (tests/test_torture.py, which CI runs with 4 kills).
+torture: install
+	EXPOSURE_TORTURE_KILLS=10 $(PY) -m pytest -q tests/test_torture.py -k random_sigkills
 
 test: install
 	$(PY) -m pytest -q
