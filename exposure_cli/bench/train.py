@@ -103,22 +103,23 @@ def hf_logits(hf, batch: Batch) -> torch.Tensor:
 
 def bench_train(batch_size: int = 16, steps: int = 5, data: str | Path | None = "data/csl/train.tsv",
                 methods: list[str] | None = None, hidden: int | None = None, layers: int | None = None,
-                heads: int | None = None, hf: bool = True, seed: int = 0, threads: int | None = None) -> dict:
+                heads: int | None = None, hf: bool = True, seed: int = 0, threads: int | None = None,
+                bf16: bool = True) -> dict:
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed)
+        return _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed, bf16)
     finally:
         torch.set_num_threads(before)
 
 
-def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed) -> dict:
+def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed, bf16) -> dict:
     m = ModelSpec()
     batch, vocab, source = bench_batch(batch_size, data, seed)
     cfg = ModelConfig(vocab_size=vocab, hidden=hidden or SCRATCH["hidden"], layers=layers or SCRATCH["layers"],
                       heads=heads or SCRATCH["heads"], max_positions=m.max_len, dropout=m.dropout)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     chosen = [(n, {}) for n in (methods or available())]
     if methods is None:
         chosen += VARIANTS
@@ -171,7 +172,7 @@ def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed) ->
         "batch": source, "batch_size": int(batch.input_ids.shape[0]), "seq_len": int(batch.input_ids.shape[1]),
         "tokens": batch.n_tokens, "target_tokens": int((batch.labels != -100).sum()), "vocab": vocab,
         "model": {"hidden": cfg.hidden, "layers": cfg.layers, "heads": cfg.heads}, "steps": steps,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "precision": "bf16" if bf16 else "fp32",
         "step_seconds": {n: round(t, 4) for n, t in med.items()},
         "step_ratio": {n: round(med[n] / base, 3) for n in names},
         "tokens_per_s": round(batch.n_tokens / base, 1),

@@ -102,6 +102,9 @@ def bench_train(
     hf: bool = typer.Option(True, "--hf/--no-hf", help="Also time transformers' BertForMaskedLM on the same batch."),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="torch CPU threads; default torch's. On a busy shared machine 1 is steadier."),
+    bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast (the spec default) or plain fp32 for "
+                              "every contestant. Which is faster depends on the CPU: bf16 matrix units (AMX) "
+                              "make it about 2x faster; without them fp32 can win."),
 ) -> None:
     """Time a training step (forward, backward, optimizer) of each method against baseline, and our
     baseline's tokens/s against Hugging Face transformers' BertForMaskedLM of the same size, same
@@ -117,13 +120,13 @@ def bench_train(
     if (hidden or 256) % (heads or 4):
         raise UserError(f"--hidden {hidden or 256}: expected a multiple of --heads ({heads or 4})")
     res = run_bench(batch_size, steps, None if synthetic else data, method or None, hidden, layers, heads, hf,
-                    threads=threads)
+                    threads=threads, bf16=bf16)
     if json_out:
         typer.echo(json.dumps(res))
         return
     console.print(f"batch: {res['batch']}, {res['batch_size']} × {res['seq_len']} ({res['tokens']} tokens), "
                   f"model {res['model']}, {res['threads']} threads, median of {res['steps']} steps", highlight=False)
-    t = Table(title="training step time relative to baseline (bf16 autocast, CPU)")
+    t = Table(title=f"training step time relative to baseline ({res['precision']}, CPU)")
     t.add_column("method")
     t.add_column("seconds/step", justify="right")
     t.add_column("× baseline", justify="right")
