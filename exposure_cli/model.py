@@ -139,8 +139,9 @@ class BertSelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v
         if isinstance(mask, AttentionBias):
             y = mask.attend(q, k, v, self.dropout_p if self.training else 0.0)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:  # dropout here only on CUDA: elsewhere training with dropout takes AttentionBias
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout_p if self.training else 0.0)
         B, H, L, D = y.shape
         return y.transpose(1, 2).reshape(B, L, H * D)
 
@@ -301,6 +302,13 @@ class BertOnlyMLMHead(nn.Module):
             self.copy = CopyHead(c)
 
 
+def plain_attention(device_type: str, training: bool, dropout: float, double_backward: bool) -> bool:
+    """Whether attention runs in plain ops (`AttentionBias`) instead of PyTorch's fused SDPA: for a
+    double backward (no fused kernel has one), and in training with dropout off CUDA (CPU SDPA has
+    no fused dropout and falls back to a slow path); on CUDA, SDPA applies the dropout itself."""
+    return training and (double_backward or (dropout > 0 and device_type != "cuda"))
+
+
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     t = x.device.type
     return torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else x.dtype
@@ -360,7 +368,7 @@ class UniLM(nn.Module):
         if attn_mask is None:
             attn_mask = unilm_mask(segment_ids, pad_mask)
         x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
-        if self.training and (self.config.dropout > 0 or self.double_backward):
+        if plain_attention(x.device.type, self.training, self.config.dropout, self.double_backward):
             attn_mask = AttentionBias(attn_mask, _compute_dtype(x))
         return self.bert.encoder(x, attn_mask, caches)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -94,6 +96,10 @@ class TrainSpec:
     checkpoint_seconds: float = param(120.0, "also save a resumable checkpoint every this many seconds of "
                                       "training (epoch ends always save one); 0 = only at epoch ends")
     log_every: int = param(20, "optimizer steps between lines of train.jsonl")
+    needs_gpu: bool = param(False, "a profile sized for a GPU: without CUDA `exposure run` stops and prints how "
+                            "long a CPU run would take, unless --device cpu is given")
+    cpu_step_seconds: float | None = param(None, "with needs_gpu: seconds of one training step measured on a CPU "
+                                           "(the estimate's basis; docs/paper-profile.md)")
 
 
 @dataclass
@@ -257,8 +263,26 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
 def spec_from_dict(raw: dict) -> Spec:
     spec = build(Spec, raw, "", nested={"methods": _methods})
+    if spec.model.checkpoint is not None:
+        spec.model.checkpoint = expand_env(spec.model.checkpoint, "model.checkpoint")
     _check_ranges(spec)
     return spec
+
+
+_ENV = re.compile(r"\$\{(\w+)\}")
+
+
+def expand_env(value: str, key: str) -> str:
+    """`${VAR}` replaced by the environment's VAR; an unset or empty one is an error naming both."""
+    def sub(match):
+        var = match.group(1)
+        if not os.environ.get(var):
+            raise UserError(f"{key}: {match.group(0)} is not set: set {var}=DIR (a Hugging Face BERT directory: "
+                            f"config.json, vocab.txt, model.safetensors or pytorch_model.bin), or pass "
+                            f"--set {key}=DIR")
+        return os.environ[var]
+
+    return _ENV.sub(sub, value)
 
 
 def _check_ranges(s: Spec) -> None:
@@ -277,6 +301,7 @@ def _check_ranges(s: Spec) -> None:
          "a BERT directory with init: pretrained (set EXPOSURE_BERT or --set model.checkpoint=DIR)")
     need(m.init == "pretrained" or m.checkpoint is None, "model.checkpoint", "null unless model.init is pretrained")
     need(not (m.init == "pretrained" and m.copy), "model.copy", "false with init: pretrained (BERT has no copy head)")
+    need(not (m.init == "pretrained" and m.pre_ln), "model.pre_ln", "false with init: pretrained (BERT is post-LN)")
     need(0 <= m.dropout < 1, "model.dropout", "a number in [0, 1)")
     need(m.copy_continuation >= 0, "model.copy_continuation", "0 (off) or a positive match length")
     need(not m.copy_continuation or m.copy, "model.copy_continuation", "0 unless model.copy is true")
@@ -299,6 +324,8 @@ def _check_ranges(s: Spec) -> None:
     need(t.dev_size is None or t.dev_size >= 1, "train.dev_size", "at least 1, or null for the whole split")
     need(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", "0 or more seconds")
     need(t.log_every >= 1, "train.log_every", "at least 1")
+    need(t.cpu_step_seconds is None or t.cpu_step_seconds > 0, "train.cpu_step_seconds",
+         "a positive number of seconds, or null")
     for key in ("train_limit", "test_limit"):
         v = getattr(s.data, key)
         need(v is None or v >= 1, f"data.{key}", "at least 1, or null for the whole split")

@@ -38,6 +38,7 @@ from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
 from .errors import UserError
 from .decode import decode_hypotheses, decode_options, decode_texts
+from .gpu import Amp, amp_for, to_device
 from .methods import Method, StepContext, get_method
 from .metrics import study_scores, word_scores
 from .model import UniLM
@@ -95,6 +96,7 @@ class Run:
     epoch_start_rng: tuple | None = None  # `rng` before this epoch's shuffle (for mid-epoch resumption)
     last_save: float = field(default_factory=time.perf_counter)
     tokens_per_s: float = 0.0  # training speed over the last epoch (for the log)
+    amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
 
     @property
     def label(self) -> str:
@@ -130,9 +132,9 @@ def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
 
 
 def autocast(run: Run, enabled: bool | None = None):
-    """bf16 autocast when the spec asks for it (and `enabled` does not say otherwise)."""
+    """bf16 autocast when the spec asks for it (and `enabled` does not say otherwise); fp16 on GPUs without bf16."""
     on = run.spec.train.bf16 if enabled is None else enabled
-    return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
+    return torch.autocast(run.device.type, dtype=run.amp.dtype, enabled=on)
 
 
 def write_run_spec(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path) -> None:
@@ -163,6 +165,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, t.warmup, total_steps, t.schedule))
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
+    run.amp = amp_for(device, t.bf16)
     if (run_dir / "last.pt").exists():
         restore(run)
     return run
@@ -180,6 +183,7 @@ def save_last(run: Run) -> None:
         "rng": rng, "generator": run.gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
         "state": asdict(run.state), "log_bytes": log.stat().st_size if log.exists() else 0,
+        "amp": run.amp.state_dict(),
     })
     run.last_save = time.perf_counter()
 
@@ -196,6 +200,7 @@ def restore(run: Run) -> None:
         if ck["cuda_rng"]:
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         run.state = RunState(**ck["state"])
+        run.amp.load_state_dict(ck.get("amp"))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(f"{run.dir / 'last.pt'}: not a checkpoint of this run ({type(e).__name__}: {e}); "
                         "delete it to start the run over") from None
@@ -224,15 +229,16 @@ def train_step(run: Run, batch, log) -> float:
     if not math.isfinite(value):
         raise Diverged("loss", st.step + 1, st.epoch + 1, value)
     run.opt.zero_grad(set_to_none=True)
-    loss.backward()
+    run.amp.backward(loss)
+    run.amp.unscale(run.opt)
     params = [p for p in run.model.parameters() if p.grad is not None]
     if t.grad_clip:
         norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-    if not torch.isfinite(norm):
+    if not torch.isfinite(norm) and not run.amp.scaler:  # under fp16 the scaler skips the step instead
         raise Diverged("gradient", st.step + 1, st.epoch + 1, value)
-    run.opt.step()
+    run.amp.step(run.opt)
     run.sched.step()
     st.step += 1
     if st.step % t.log_every == 0:
@@ -253,7 +259,7 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     tokens = 0
     with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
         for idx in batches[st.batch_in_epoch:]:
-            batch = collate([run.train_ex[i] for i in idx], run.tok.pad_id).to(run.device)
+            batch = to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             loss = train_step(run, batch, log)
             st.batch_in_epoch += 1
             tokens += batch.n_tokens

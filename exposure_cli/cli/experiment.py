@@ -77,6 +77,12 @@ def run(
     EXECUTORS.get(name, "--executor")  # a clear error (and Ray's install hint) before any work
     out_dir = Path(out or f"runs/{s.name}")
     dev = resolve_device(device)
+    if s.train.needs_gpu:
+        from ..data import read_pairs
+        from ..gpu import require_gpu
+
+        n = len(read_pairs(s.data.train)[: s.data.train_limit])
+        require_gpu(s, dev, device, n)
     console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev} → {out_dir}"
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
     summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, **options)

@@ -15,7 +15,7 @@ from .app import app, console
 @app.command(
     help="Score predictions against references.\n\n"
     "Study mode (Rouge-L, Rouge-1, Rouge-2, BLEU) reproduces the study's scripts exactly: each text "
-    "is split into characters joined by spaces and lower-cased, then scored as `rouge==1.0.0` and "
+    "is split into characters joined by spaces and lower-cased (unless --no-lowercase), then scored as `rouge==1.0.0` and "
     "nltk's sentence_bleu (method1 smoothing) score it, averaged over examples; an empty prediction "
     "scores 0. The standard scorers beside it, for comparison with other work, are sacrebleu's corpus "
     "BLEU (tokenize=zh) and rouge-score's Rouge-L F over characters. Word-level Rouge-1/2/L "
@@ -29,6 +29,9 @@ def score(
     pred: Path = typer.Option(..., "--pred", help="Predictions: one per line, or a predictions TSV."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="References: one per line, or a predictions TSV."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    lowercase: bool = typer.Option(True, "--lowercase/--no-lowercase",
+                                   help="Lower-case texts before the study's scores (the authors' scripts did from "
+                                   "September 2020 on; --no-lowercase scores as of the article, March 2020)."),
 ) -> None:
     from .. import metrics
     from ..predictions import read_texts
@@ -46,7 +49,7 @@ def score(
     if not preds:
         raise UserError(f"{pred}: nothing to score")
 
-    result = metrics.study_scores(preds, refs)
+    result = metrics.study_scores(preds, refs, lowercase=lowercase)
     result.update(metrics.standard_scores(preds, refs))
     result.update(metrics.word_scores(preds, refs))
     keys = ["rouge_l", "rouge_1", "rouge_2", "bleu", "sacrebleu", "rouge_score_l", *WORD_METRICS, "n"]
