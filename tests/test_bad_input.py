@@ -238,6 +238,11 @@ CASES = [
     ("table-paper", ["table", "{ref}", "--paper", "cnn"], "--paper", summary("{}")),
     ("plot-missing", ["plot", "{tmp}/none", "--out", "{out}"], "none: not found (run `exposure run` first", None),
     ("plot-shape", ["plot", "{summary}", "--out", "{out}"], "s.json: expected an object with a 'rows' list", summary("[]")),
+    # export
+    ("export-missing", ["export", "{tmp}/norun", "--out", "{out}"], "norun: not a run directory", None),
+    ("export-no-best", ["export", "{run}", "--out", "{out}"], "no finished checkpoint", run_dir("none")),
+    ("export-payload", ["export", "{run}", "--out", "{out}"], "best.pt: refused to load", run_dir("payload")),
+    ("export-out-file", ["export", "{run}", "--out", "{input}"], "in.txt: exists and is not a directory", run_dir("valid")),
     # diagnose
     ("diagnose-missing", ["diagnose", "{tmp}/none"], "none: not a directory", None),
     ("diagnose-no-run", ["diagnose", "{tmp}"], ": no finished run (expected OUT/<method>/seed<N>/metrics.json", None),
@@ -246,7 +251,7 @@ CASES = [
     ("diagnose-errors", ["diagnose", "{tmp}", "--errors", "1,1"], "--errors: expected distinct error counts", None),
 ]
 
-FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json")
+FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json", "model.safetensors")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
