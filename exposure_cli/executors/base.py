@@ -41,13 +41,19 @@ def execute(task: RunTask, report=None) -> dict:
     from ..spec import MethodSpec, spec_from_dict
     from ..train import run_one
 
+    import torch
+
     if os.getcwd() != task.cwd:
         os.chdir(task.cwd)
+    threads = torch.get_num_threads()  # the serial executor runs in the caller's process: give them back
     set_threads(task.threads)
-    spec = spec_from_dict(json.loads(json.dumps(task.spec)))
-    method = MethodSpec(task.method["name"], task.method["params"])
-    kwargs = {"report": report} if report is not None else {}
-    return run_one(spec, method, task.seed, Path(task.dir), resolve_device(task.device), **kwargs)
+    try:
+        spec = spec_from_dict(json.loads(json.dumps(task.spec)))
+        method = MethodSpec(task.method["name"], task.method["params"])
+        kwargs = {"report": report} if report is not None else {}
+        return run_one(spec, method, task.seed, Path(task.dir), resolve_device(task.device), **kwargs)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class StatusFile:
