@@ -90,7 +90,6 @@ class TrainSpec:
     label_smoothing: float = param(0.0, "label smoothing of the target cross-entropy")
     seeds: list[int] = param([0, 1], "one run per seed and method")
     bf16: bool = param(True, "bf16 autocast for training and decoding (fp16 with a grad scaler on GPUs without bf16)")
-    compile: bool = param(False, "torch.compile the model for methods without a double backward")
     dev_size: int | None = param(500, "dev examples greedily decoded after each epoch; null = the whole split")
     select_fp32: bool = param(False, "decode the dev set in fp32 for selection, even when training in bf16")
     checkpoint_seconds: float = param(120.0, "also save a resumable checkpoint every this many seconds of "

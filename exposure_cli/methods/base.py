@@ -36,7 +36,7 @@ class StepContext:
 class Method:
     name: ClassVar[str] = ""
     # True when the loss differentiates a gradient (create_graph=True): the model then avoids the
-    # fused attention kernels, which have no double backward, and torch.compile.
+    # fused attention kernels, which have no double backward.
     needs_double_backward: ClassVar[bool] = False
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
