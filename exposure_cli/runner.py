@@ -66,9 +66,12 @@ def locked(out_dir: Path):
 
 
 def make_tasks(spec: Spec, out_dir: Path, device: torch.device, threads: int) -> list[RunTask]:
+    from .methods import get_method
+
     d = spec.to_dict()
     return [RunTask(i, label, {"name": m.name, "params": dict(m.params)}, seed, str(run_path(out_dir, label, seed)),
-                    d, str(device), threads) for i, (m, label, seed) in enumerate(grid(spec))]
+                    d, str(device), threads, cost=get_method(m.name, m.params).step_cost)
+            for i, (m, label, seed) in enumerate(grid(spec))]
 
 
 def clear_failed(tasks: list[RunTask]) -> list[str]:

@@ -33,6 +33,12 @@ class RunTask:
     device: str = "cpu"
     threads: int = 0  # torch threads in the worker; 0 = torch's default
     cwd: str = field(default_factory=os.getcwd)  # where the spec's relative data paths point from
+    cost: float = 1.0  # relative cost (the method's step cost): parallel executors start the costliest first
+
+
+def costliest_first(tasks: list[RunTask]) -> list[RunTask]:
+    """Longest-processing-time-first order (stable), so that a grid does not end on one long run."""
+    return sorted(tasks, key=lambda t: -t.cost)
 
 
 def execute(task: RunTask, report=None) -> dict:

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 
-from .base import EXECUTORS, Executor, GridDisplay, RunTask, StatusFile, execute
+from .base import EXECUTORS, Executor, GridDisplay, RunTask, StatusFile, costliest_first, execute
 
 
 @EXECUTORS.register()
@@ -60,7 +60,7 @@ class Pool(Executor):
         pool = cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_die_with_parent,
                                       initargs=(os.getpid(),))
         try:
-            futures = {pool.submit(_work, t): t for t in tasks}
+            futures = {pool.submit(_work, t): t for t in costliest_first(tasks)}
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)

@@ -25,7 +25,7 @@ except ImportError:
     raise UserError("--executor ray needs Ray, an optional extra: pip install 'exposure[ray]' "
                     "(or make install EXTRAS=ray)") from None
 
-from .base import Executor, GridDisplay, RunTask, StatusFile, execute
+from .base import Executor, GridDisplay, RunTask, StatusFile, costliest_first, execute
 
 MARKER = ".exposure-ray-marker-"
 
@@ -88,7 +88,7 @@ class RayExecutor(Executor):
         if not ray.get(self._remote(_see_marker, 0).remote(marker)):
             raise UserError(_storage_message(Path(marker).parent))
         run = self._remote(_run_task, self.max_retries)
-        refs = {run.remote(t, marker): t for t in tasks}
+        refs = {run.remote(t, marker): t for t in costliest_first(tasks)}
         results: dict[int, dict] = {}
         pending = list(refs)
         try:

@@ -28,6 +28,7 @@ NORMS = ("batch", "example", "position")
 @dataclass
 class Adversarial(Method):
     name: ClassVar[str] = "adversarial"
+    step_cost: ClassVar[float] = 2.2
     epsilon: float = param(1.0, "size of the perturbation r = ε · g / ‖g‖")
     weight: float = param(1.0, "weight of the adversarial pass's cross-entropy in the loss")
     norm: str = param("batch", "what ‖g‖ is taken over: the whole batch, each example, or each position", NORMS)

@@ -38,6 +38,9 @@ class Method:
     # True when the loss differentiates a gradient (create_graph=True): the model then avoids the
     # fused attention kernels, which have no double backward.
     needs_double_backward: ClassVar[bool] = False
+    # A step's cost against baseline's (exposure bench train): executors running several runs at
+    # once start the costliest first, so that no long run is left alone at the end of a grid.
+    step_cost: ClassVar[float] = 1.0
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
         return batch

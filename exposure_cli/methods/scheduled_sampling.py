@@ -38,6 +38,7 @@ PREDICT = ("argmax", "sample")
 @dataclass
 class ScheduledSampling(Method):
     name: ClassVar[str] = "scheduled_sampling"
+    step_cost: ClassVar[float] = 1.5
     schedule: str = param("inverse_sigmoid", "how the replacement probability rises over training", SCHEDULES)
     max_prob: float = param(0.25, "the replacement probability the schedule rises to")
     k: float = param(10.0, "rate (exponential) or steepness (inverse_sigmoid)")
