@@ -251,6 +251,10 @@ class BertLMPredictionHead(nn.Module):
         return F.linear(self.transform(x), self._tied[0].weight, self.bias)
 
 
+NO_TOKEN = -1  # an empty target-history slot (never equals a token id)
+_NO_SOURCE = -2  # a source slot before [CLS] (never equals a token or NO_TOKEN)
+
+
 class CopyHead(nn.Module):
     """A pointer over the source (See et al., 2017): attention of a position over the source's final
     hidden states, and a gate p_gen mixing the vocabulary distribution with the attention mass of
@@ -279,9 +283,35 @@ class CopyHead(nn.Module):
     def coverage_weight(self) -> torch.Tensor:
         return self.coverage * self.GAIN
 
+    def forward(self, hidden, logits, memory, history=None) -> torch.Tensor:
+        """p = g·softmax(logits) + (1 − g)·(attention mass on the source positions holding each token),
+        from final hidden states (B, T, H), the MLM head's logits (B, T, V, float32 or wider), the
+        source `memory` of `UniLM.source_memory` and the target `history` (see `UniLM.log_probs`)."""
+        keys, ids, mask = memory[:3]
+        scores = torch.matmul(self.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
+        n = self.continuation.numel() if hasattr(self, "continuation") else 0
+        cover = hasattr(self, "coverage")
+        if n or cover:
+            if history is None:
+                raise ValueError("a model with copy continuation or coverage needs the target history")
+            if history.shape[-1] < n:
+                history = F.pad(history, (0, n - history.shape[-1]), value=NO_TOKEN)
+        if n:
+            prev = memory[3]  # (B, S, n)
+            w = self.continuation_weights().to(scores.dtype)
+            match = torch.ones_like(scores, dtype=torch.bool)
+            for k in range(n):
+                match = match & (prev[:, None, :, k] == history[:, :, None, k])
+                scores = scores + w[k] * match
+        if cover:
+            seen = (ids[:, None, :, None] == history[:, :, None, :]).any(-1)  # (B, T, S)
+            scores = scores + self.coverage_weight().to(scores.dtype) * seen
+        attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
+        g = torch.sigmoid(self.gate(hidden).to(logits.dtype))
+        p = g * torch.softmax(logits, -1)
+        return p.scatter_add(-1, ids[:, None, :].expand(-1, hidden.shape[1], -1), (1 - g) * attn)
 
-NO_TOKEN = -1  # an empty target-history slot (never equals a token id)
-_NO_SOURCE = -2  # a source slot before [CLS] (never equals a token or NO_TOKEN)
+
 
 
 def target_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
@@ -409,30 +439,7 @@ class UniLM(nn.Module):
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32; fp64 stays
         if not self.config.copy:
             return F.log_softmax(logits, -1)
-        keys, ids, mask = memory[:3]
-        head = self.cls.copy
-        scores = torch.matmul(head.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
-        n = self.config.copy_continuation
-        if n or self.config.copy_coverage:
-            if history is None:
-                raise ValueError("a model with copy continuation or coverage needs the target history")
-            if history.shape[-1] < n:
-                history = F.pad(history, (0, n - history.shape[-1]), value=NO_TOKEN)
-        if n:
-            prev = memory[3]  # (B, S, n)
-            w = head.continuation_weights().to(scores.dtype)
-            match = torch.ones_like(scores, dtype=torch.bool)
-            for k in range(n):
-                match = match & (prev[:, None, :, k] == history[:, :, None, k])
-                scores = scores + w[k] * match
-        if self.config.copy_coverage:
-            seen = (ids[:, None, :, None] == history[:, :, None, :]).any(-1)  # (B, T, S)
-            scores = scores + head.coverage_weight().to(scores.dtype) * seen
-        attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
-        g = torch.sigmoid(head.gate(hidden).to(logits.dtype))
-        p = g * torch.softmax(logits, -1)
-        p = p.scatter_add(-1, ids[:, None, :].expand(-1, hidden.shape[1], -1), (1 - g) * attn)
-        return p.clamp_min(1e-20).log()
+        return self.cls.copy(hidden, logits, memory, history).clamp_min(1e-20).log()
 
     def forward(self, input_ids, segment_ids, pad_mask, **kw) -> torch.Tensor:
         return self.logits(self.hidden_states(input_ids, segment_ids, pad_mask, **kw))
