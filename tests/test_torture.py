@@ -8,6 +8,7 @@ directory, a stale lock never blocks, and Ctrl-C stops cleanly and resumes.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -19,6 +20,18 @@ from grids import exposure, results, start, write_grid
 
 KILLS = int(os.environ.get("EXPOSURE_TORTURE_KILLS", "4"))
 ARGS = ("--device", "cpu", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def long_grid(tmp_path_factory):
+    """A grid long enough (about 20 s uninterrupted) that random kills land in every phase."""
+    tmp = tmp_path_factory.mktemp("long")
+    spec = write_grid(tmp, methods=("baseline", "random_replace"), epochs=4, train=320, checkpoint_seconds=0.5,
+                      log_every=1)
+    t0 = time.perf_counter()
+    r = exposure("run", spec, "--out", tmp / "reference", *ARGS)
+    assert r.returncode == 0, r.stderr
+    return spec, results(tmp / "reference"), time.perf_counter() - t0
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +52,70 @@ def _finish(spec, out):
     return results(out)
 
 
-def test_random_sigkills_leave_a_grid_that_finishes_as_if_never_killed(grid, tmp_path):
-    spec, reference, seconds = grid
-    out = tmp_path / "out"
+def _phase(out) -> str:
+    """Where the grid was when it died, read from its files: runs finished, and the current run's
+    last log line (training step or epoch's dev selection), its test predictions, or the summary."""
+    runs = sorted(out.glob("*/seed*"))
+    done = [r for r in runs if (r / "metrics.json").exists()]
+    if (out / "summary.json").exists():
+        return "after the summary"
+    current = [r for r in runs if r not in done]
+    if not current:
+        return f"{len(done)} runs done, before the summary"
+    r = current[-1]
+    if list(r.glob("predictions.beam*.tsv")):
+        return f"{len(done)} done, decoding test"
+    lines = (r / "train.jsonl").read_text().splitlines() if (r / "train.jsonl").exists() else []
+    last = json.loads(lines[-1]) if lines else {}
+    what = f"step {last['step']}" if "step" in last else (f"after epoch {last['epoch']}'s selection" if last else "start")
+    return f"{len(done)} done, training ({what})"
+
+
+def _log_lines(out) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in out.glob("*/seed*/train.jsonl"))
+
+
+def _trigger(out, rng: random.Random):
+    """A seeded kill condition: mostly after a random number of further training-log lines (steps
+    and dev selections), sometimes when the next test-predictions file appears (mid-decoding), or
+    right after the summary is written."""
+    mode = rng.choices(["steps", "decoding", "summary"], weights=[7, 2, 1])[0]
+    if mode == "steps":
+        target = _log_lines(out) + rng.randint(1, 60)
+        return mode, lambda: _log_lines(out) >= target
+    if mode == "decoding":
+        seen = len(list(out.glob("*/seed*/predictions.beam*.tsv")))
+        return mode, lambda: len(list(out.glob("*/seed*/predictions.beam*.tsv"))) > seen
+    return mode, lambda: (out / "summary.json").exists()
+
+
+def test_random_sigkills_leave_a_grid_that_finishes_as_if_never_killed(long_grid, tmp_path):
+    """KILLS SIGKILLs of an `exposure run` that resumes the last one's work, each at a seeded random
+    point (a number of training steps, the next decoding, the summary); when a run finishes before
+    its kill point, its result is checked and the grid starts over in a fresh directory."""
+    spec, reference, _ = long_grid
     rng = random.Random(20261125)
-    kills = 0
+    kills, finished, attempt, phases = 0, 0, 0, []
+    out = tmp_path / "out0"
     while kills < KILLS:
+        mode, due = _trigger(out, rng)
         p = start("run", spec, "--out", out, *ARGS)
-        time.sleep(rng.uniform(1.0, max(2.0, seconds)))  # past start-up: torch takes ~1 s to import
-        if p.poll() is not None:  # it finished before the kill
-            break
+        while p.poll() is None and not due():
+            time.sleep(0.01)
+        if p.poll() is not None:  # done before its kill point: check it, start a fresh grid
+            assert p.returncode == 0, p.stderr.read()
+            assert results(out) == reference
+            finished += 1
+            attempt += 1
+            out = tmp_path / f"out{attempt}"
+            continue
         p.send_signal(signal.SIGKILL)
         p.wait()
         kills += 1
-    assert kills >= min(KILLS, 2)
+        phases.append(f"{mode}: {_phase(out)}")
     assert _finish(spec, out) == reference
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob("last.pt"))
+    print(f"\n{kills} kills survived ({finished} grids finished between kills):\n  " + "\n  ".join(phases))
 
 
 @pytest.mark.parametrize("n", [1, 7, 23])
