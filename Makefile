@@ -14,8 +14,11 @@ export EXPOSURE_DATA_MIRROR
 # many runs it trains at a time.
 REPRO    ?= runs/reproduce-cpu
 JOBS     ?= 2
+# `make reproduce`: the article's own profiles (pretrained BERT from $$EXPOSURE_BERT) on this device.
+PAPER    ?= runs/paper
+DEVICE   ?= auto
 
-.PHONY: install demo test data smoke csl lcsts reproduce-cpu torture clean
+.PHONY: install demo test data smoke csl lcsts reproduce-cpu reproduce torture clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,6 +61,14 @@ reproduce-cpu: install data
 	done
 	$(EXPOSURE) table $(REPRO)/csl --paper csl
 	$(EXPOSURE) table $(REPRO)/lcsts --paper lcsts
+
+# The study's own experiments (experiments/paper/: pretrained Chinese BERT-base, 20 epochs, the five
+# method rows, 2 seeds): needs EXPOSURE_BERT and a CUDA GPU (the spec stops at once without them).
+reproduce: install data
+	$(EXPOSURE) run paper/csl.yaml --out $(PAPER)/csl --device $(DEVICE)
+	$(EXPOSURE) run paper/lcsts.yaml --out $(PAPER)/lcsts --device $(DEVICE)
+	$(EXPOSURE) table $(PAPER)/csl --paper csl
+	$(EXPOSURE) table $(PAPER)/lcsts --paper lcsts
 
 # Kill a small grid with SIGKILL 10 times at random moments, then check that it finishes exactly as
 # an uninterrupted run (tests/test_torture.py, which CI runs with 4 kills).
