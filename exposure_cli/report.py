@@ -154,6 +154,16 @@ class Matrix:
     def groups(self) -> list[str]:
         return list(dict.fromkeys(c.group for c in self.cols if c.group))
 
+    def sections(self):
+        """(group, columns, rows) for each column group that has a value: the key columns then the
+        group's, and the rows with a value in the group. Every sectioned writer lays tables out so."""
+        keys = [c for c in self.cols if not c.group]
+        for group in self.groups():
+            cols = keys + [c for c in self.cols if c.group == group]
+            rows = [r for r in self.rows if any(r.get(c.key) is not None for c in cols if c.group)]
+            if rows:
+                yield group, cols, rows
+
 
 def summary_matrix(summary: dict) -> Matrix:
     """The experiment table: scores (mean ± std over seeds) and differences to baseline."""
@@ -277,13 +287,8 @@ def _flat(col: Col, v) -> dict:
 
 
 def markdown(mx: Matrix) -> str:
-    keys = [c for c in mx.cols if not c.group]
     lines = [f"# {mx.title}"]
-    for group in mx.groups():
-        cols = keys + [c for c in mx.cols if c.group == group]
-        rows = [r for r in mx.rows if any(r.get(c.key) is not None for c in cols if c.group)]
-        if not rows:
-            continue
+    for group, cols, rows in mx.sections():
         if mx.notes.get(group):
             lines += ["", mx.notes[group]]
         lines += ["", "| " + " | ".join(c.header for c in cols) + " |", "|" + "---|" * len(cols)]
@@ -312,13 +317,9 @@ def _latex_escape(s: str) -> str:
 
 def latex(mx: Matrix) -> str:
     """One booktabs tabular per column group, a row per matrix row."""
-    keys = [c for c in mx.cols if not c.group]
     out = [f"% {mx.title}"]
-    for group in mx.groups():
-        cols = keys + [c for c in mx.cols if c.group == group]
-        rows = [r for r in mx.rows if any(r.get(c.key) is not None for c in cols if c.group)]
-        if not rows:
-            continue
+    for group, cols, rows in mx.sections():
+        keys = [c for c in cols if not c.group]
         if mx.notes.get(group):
             out.append(f"% {mx.notes[group]}")
         out += [r"\begin{tabular}{" + "l" * len(keys) + "r" * (len(cols) - len(keys)) + "}", r"\toprule",

@@ -91,13 +91,8 @@ def _tables(mx) -> list[Table]:
     """One rich table per column group, as the markdown writer lays them out."""
     from ..report import fmt
 
-    keys = [c for c in mx.cols if not c.group]
     out = []
-    for group in mx.groups():
-        cols = keys + [c for c in mx.cols if c.group == group]
-        rows = [r for r in mx.rows if any(r.get(c.key) is not None for c in cols if c.group)]
-        if not rows:
-            continue
+    for group, cols, rows in mx.sections():
         t = Table(title=group, caption=mx.notes.get(group, "").removeprefix(f"**{group}**: "))
         for c in cols:
             t.add_column(c.header, justify="left" if c.kind == "text" else "right")

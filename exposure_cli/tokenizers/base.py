@@ -27,6 +27,15 @@ class Tokenizer:
         """Text of the ids up to the first [SEP]; special tokens dropped."""
         raise NotImplementedError
 
+    def until_sep(self, ids: Iterable[int]) -> list[int]:
+        """The ids before the first [SEP] (all of them without one), as ints: what `decode` reads."""
+        out = []
+        for i in ids:
+            if int(i) == self.sep_id:
+                break
+            out.append(int(i))
+        return out
+
     files: ClassVar[tuple[str, ...]] = ()  # what `save` writes into a run directory
 
     @classmethod

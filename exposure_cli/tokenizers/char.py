@@ -48,14 +48,7 @@ class CharTokenizer(Tokenizer):
         return [self.index.get(c, unk) for c in normalize(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.sep_id:
-                break
-            if i >= len(SPECIALS):
-                out.append(self.tokens[i])
-        return "".join(out)
+        return "".join(self.tokens[i] for i in self.until_sep(ids) if i >= len(SPECIALS))
 
     def save(self, run_dir: str | Path) -> None:
         fileio.write_text(Path(run_dir) / VOCAB, "\n".join(self.tokens) + "\n")

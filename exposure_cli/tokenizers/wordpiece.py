@@ -155,13 +155,7 @@ class WordPieceTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of the ids up to the first [SEP], by bert4keras 0.5.8's rule."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.sep_id:
-                break
-            out.append(self.tokens[i])
-        return decode_tokens(out)
+        return decode_tokens([self.tokens[i] for i in self.until_sep(ids)])
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)
