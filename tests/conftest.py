@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +68,13 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
     assert [method_label(m) for m in spec.methods][1] == "random_replace(pool=sequence)"
     report.write_summary(out, runner.summarize_grid(spec, out, results))
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine two threads that wait on
+    each other run small ops far slower and less steadily: modules that use this run on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

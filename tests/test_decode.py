@@ -27,13 +27,7 @@ runner = CliRunner()
 MAX_SOURCE, MAX_TARGET, MAX_LEN = 160, 32, 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small ops on a shared 2-core machine run far faster and steadier on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_small(prepared_data, steps=300, **options):

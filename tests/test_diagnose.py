@@ -36,12 +36,7 @@ DECODE_LEN = 12  # short, so that some outputs are cut off unfinished
 N = 24  # dev examples diagnosed
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(**decode):

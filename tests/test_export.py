@@ -19,12 +19,7 @@ runner = CliRunner()
 N_SOURCES = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(prepared_data, model: dict, tmp) -> str:

@@ -18,12 +18,7 @@ from exposure_cli.model import ModelConfig, UniLM, plain_attention
 from exposure_cli.spec import MethodSpec, spec_from_dict
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_precision_is_bf16_where_supported_else_fp16_with_a_scaler():

@@ -23,14 +23,7 @@ from exposure_cli.model import ModelConfig, UniLM, target_history
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a loaded shared machine two threads that wait
-    on each other run these tests an order of magnitude slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ctx(step=0, total=10, seed=0):

@@ -12,23 +12,16 @@ from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.metrics import study_scores
 from exposure_cli.report import compare, load_summary
+from grids import write_split
 
 
-def _write_split(path, n, rng):
-    # A copy task: the title is the first characters of the content.
-    letters = "abcdefghij甲乙丙丁"
-    lines = []
-    for _ in range(n):
-        content = "".join(rng.choice(letters) for _ in range(rng.randint(6, 30)))
-        lines.append(f"{content[:rng.randint(2, 5)]}\t{content}\n")
-    path.write_text("".join(lines), encoding="utf-8")
 
 
 @pytest.fixture()
 def spec_file(tmp_path):
     rng = random.Random(0)
     for split, n in [("train", 96), ("dev", 8), ("test", 12)]:
-        _write_split(tmp_path / f"{split}.tsv", n, rng)
+        write_split(tmp_path / f"{split}.tsv", n, rng)
     spec = {
         "name": "fixture",
         "data": {s: str(tmp_path / f"{s}.tsv") for s in ("train", "dev", "test")},

@@ -20,12 +20,7 @@ from exposure_cli.spec import load_spec, spec_from_dict
 from exposure_cli.tokenizers.wordpiece import WordPieceTokenizer, decode_tokens, read_vocab, simplify
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,10 @@ from exposure_cli.batching import bucketed_batches, collate
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.spec import MethodSpec, spec_from_dict
 from exposure_cli.train import lr_factor, make_optimizer, run_one
+from grids import write_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------- schedule
@@ -92,20 +88,13 @@ def test_no_decay_group_exempts_biases_and_layernorms():
 # ----------------------------------------------------------------------- a real run
 
 
-def _split(path: Path, n: int, rng: random.Random) -> None:
-    letters = "abcdefghij甲乙丙丁"
-    lines = []
-    for _ in range(n):
-        content = "".join(rng.choice(letters) for _ in range(rng.randint(6, 30)))
-        lines.append(f"{content[:rng.randint(2, 5)]}\t{content}\n")
-    path.write_text("".join(lines), encoding="utf-8")
 
 
 @pytest.fixture()
 def tiny_spec(tmp_path):
     rng = random.Random(0)
     for split, n in [("train", 80), ("dev", 8), ("test", 12)]:
-        _split(tmp_path / f"{split}.tsv", n, rng)
+        write_split(tmp_path / f"{split}.tsv", n, rng)
 
     def make(**train):
         return spec_from_dict({
