@@ -3,6 +3,7 @@ anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130,
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -97,4 +98,15 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # before a command started (click's own handling prints "Aborted!")
         err_console.print(INTERRUPTED, highlight=False)
-        sys.exit(130)
+    except SystemExit as e:
+        if e.code != 130:
+            raise
+    else:
+        return
+    # A Ctrl-C that lands while an extension runs Python code (torch's import does) is flagged by
+    # CPython 3.11 as unhandled even though it was handled here, and the interpreter then kills
+    # itself with SIGINT on the way out instead of exiting 130. Every file is complete already
+    # (atomic writes, locks released by the kernel), so leave without the interpreter's teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)

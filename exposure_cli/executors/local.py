@@ -37,7 +37,7 @@ def _die_with_parent(parent: int) -> None:
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: orphans are possible, the per-run lock still guards
+    except (OSError, AttributeError):  # not Linux: a killed driver can leave an orphan finishing its run
         pass
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(1)
