@@ -312,8 +312,6 @@ class CopyHead(nn.Module):
         return p.scatter_add(-1, ids[:, None, :].expand(-1, hidden.shape[1], -1), (1 - g) * attn)
 
 
-
-
 def target_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
     """(B, T, n): for each of `positions` (B, T), the target tokens fed up to and including it,
     latest first: the inputs at p, p−1, …, p−n+1 that lie after `first` (B,), the source's [SEP];

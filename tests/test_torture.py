@@ -22,28 +22,24 @@ KILLS = int(os.environ.get("EXPOSURE_TORTURE_KILLS", "4"))
 ARGS = ("--device", "cpu", "--threads", "1")
 
 
+def _uninterrupted(tmp, **grid_keys):
+    """A baseline + random_replace grid in `tmp` (write_grid's keys), run once without interruption:
+    its spec and the result every interrupted run of it must end with."""
+    spec = write_grid(tmp, methods=("baseline", "random_replace"), **grid_keys)
+    return spec, _finish(spec, tmp / "reference")
+
+
 @pytest.fixture(scope="module")
 def long_grid(tmp_path_factory):
     """A grid long enough (about 20 s uninterrupted) that random kills land in every phase."""
-    tmp = tmp_path_factory.mktemp("long")
-    spec = write_grid(tmp, methods=("baseline", "random_replace"), epochs=4, train=320, checkpoint_seconds=0.5,
-                      log_every=1)
-    t0 = time.perf_counter()
-    r = exposure("run", spec, "--out", tmp / "reference", *ARGS)
-    assert r.returncode == 0, r.stderr
-    return spec, results(tmp / "reference"), time.perf_counter() - t0
+    return _uninterrupted(tmp_path_factory.mktemp("long"), epochs=4, train=320, checkpoint_seconds=0.5, log_every=1)
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """A 2-method × 2-seed grid with a checkpoint after every second of training, and its
     uninterrupted result."""
-    tmp = tmp_path_factory.mktemp("grid")
-    spec = write_grid(tmp, methods=("baseline", "random_replace"), epochs=3, train=160, checkpoint_seconds=0.3)
-    t0 = time.perf_counter()
-    r = exposure("run", spec, "--out", tmp / "reference", *ARGS)
-    assert r.returncode == 0, r.stderr
-    return spec, results(tmp / "reference"), time.perf_counter() - t0
+    return _uninterrupted(tmp_path_factory.mktemp("grid"), epochs=3, train=160, checkpoint_seconds=0.3)
 
 
 def _finish(spec, out):
@@ -93,7 +89,7 @@ def test_random_sigkills_leave_a_grid_that_finishes_as_if_never_killed(long_grid
     """KILLS SIGKILLs of an `exposure run` that resumes the last one's work, each at a seeded random
     point (a number of training steps, the next decoding, the summary); when a run finishes before
     its kill point, its result is checked and the grid starts over in a fresh directory."""
-    spec, reference, _ = long_grid
+    spec, reference = long_grid
     rng = random.Random(20261125)
     kills, finished, attempt, phases = 0, 0, 0, []
     out = tmp_path / "out0"
@@ -122,7 +118,7 @@ def test_random_sigkills_leave_a_grid_that_finishes_as_if_never_killed(long_grid
 def test_a_kill_between_writing_a_file_and_renaming_it_loses_nothing(grid, tmp_path, n):
     """The n-th atomic write of the grid is interrupted after its temporary is complete, before the
     rename: checkpoints, best weights, predictions, metrics or the summary, depending on n."""
-    spec, reference, _ = grid
+    spec, reference = grid
     out = tmp_path / "out"
     r = exposure("run", spec, "--out", out, *ARGS, env={"EXPOSURE_FAULT": f"rename:{n}"})
     assert r.returncode == -signal.SIGKILL
@@ -131,7 +127,7 @@ def test_a_kill_between_writing_a_file_and_renaming_it_loses_nothing(grid, tmp_p
 
 
 def test_one_runner_per_output_directory_and_a_killed_one_does_not_block(grid, tmp_path):
-    spec, reference, _ = grid
+    spec, reference = grid
     out = tmp_path / "out"
     first = start("run", spec, "--out", out, *ARGS)
     deadline = time.time() + 30
@@ -148,7 +144,7 @@ def test_one_runner_per_output_directory_and_a_killed_one_does_not_block(grid, t
 
 
 def test_ctrl_c_exits_130_with_complete_files_and_the_same_command_resumes(grid, tmp_path):
-    spec, reference, _ = grid
+    spec, reference = grid
     out = tmp_path / "out"
     p = start("run", spec, "--out", out, *ARGS)
     deadline = time.time() + 60
@@ -167,7 +163,7 @@ def test_ctrl_c_during_start_up_exits_130_too(grid, tmp_path):
     """Ctrl-C while the command is still importing torch or building the grid: CPython 3.11 flags
     an interrupt that lands in an extension's Python code as unhandled and used to die by SIGINT
     (exit -2) after printing our message; every moment of start-up must give 130."""
-    spec, _, _ = grid
+    spec, _ = grid
     for i, delay in enumerate([0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.1]):
         p = start("run", spec, "--out", tmp_path / f"out{i}", *ARGS)
         time.sleep(delay)
@@ -178,7 +174,7 @@ def test_ctrl_c_during_start_up_exits_130_too(grid, tmp_path):
 
 
 def test_a_killed_pool_driver_takes_its_workers_with_it(grid, tmp_path):
-    spec, reference, _ = grid
+    spec, reference = grid
     out = tmp_path / "out"
     p = start("run", spec, "--out", out, "--device", "cpu", "--jobs", "2")
     deadline = time.time() + 60
