@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import fileio
+from . import fileio, rundir
 from .batching import Batch, collate
 from .data import read_pairs
 from .decode import LOG_EPS, Hypothesis, decode_hypotheses, decode_options
@@ -522,7 +522,7 @@ def finished_runs(out_dir: Path) -> list[Path]:
     """Run directories (OUT/<method>/seed<N>/) holding metrics.json, the mark of a finished run."""
     if not out_dir.is_dir():
         raise UserError(f"{out_dir}: not a directory (expected an experiment's output directory)")
-    runs = sorted(p.parent for p in out_dir.glob("*/seed*/metrics.json"))
+    runs = rundir.finished_runs(out_dir)
     if not runs:
         raise UserError(f"{out_dir}: no finished run (expected OUT/<method>/seed<N>/metrics.json; run `exposure run` "
                         "first)")
@@ -550,18 +550,18 @@ def _test_examples(run_dir: Path, tok, beams: list[int], limit: int | None):
     sources = refs = None
     outputs, preds = {}, {}
     for b in beams:
-        path = run_dir / f"predictions.beam{b}.tsv"
+        path = run_dir / rundir.predictions(b)
         cols = read_columns(path)
         if cols is None:
             raise UserError(f"{path}: expected a predictions TSV (header source, reference, prediction)")
-        hyps = read_hypotheses(run_dir / f"hypotheses.beam{b}.jsonl", len(tok))
+        hyps = read_hypotheses(run_dir / rundir.hypotheses(b), len(tok))
         if len(hyps) != len(cols["prediction"]):
-            raise UserError(f"{run_dir / f'hypotheses.beam{b}.jsonl'}: {len(hyps)} hypotheses, expected "
+            raise UserError(f"{run_dir / rundir.hypotheses(b)}: {len(hyps)} hypotheses, expected "
                             f"{len(cols['prediction'])} (the rows of {path.name})")
         if sources is None:
             sources, refs = cols["source"], cols["reference"]
         elif (sources, refs) != (cols["source"], cols["reference"]):
-            raise UserError(f"{path}: not the examples of predictions.beam{beams[0]}.tsv")
+            raise UserError(f"{path}: not the examples of {rundir.predictions(beams[0])}")
         outputs[b], preds[b] = hyps[:limit], cols["prediction"][:limit]
     return sources[:limit], refs[:limit], outputs, preds
 
@@ -583,9 +583,9 @@ def _decoded_examples(model, tok, spec, split: str, beams: list[int], limit: int
 
 def load_run_data(run_dir: Path, opts: Options, device) -> RunData:
     """A finished run's model, tokenizer, spec and the split's examples with the decoder's outputs."""
-    metrics = fileio.read_json(run_dir / "metrics.json", "metrics file")
+    metrics = fileio.read_json(run_dir / rundir.METRICS, "metrics file")
     if not isinstance(metrics, dict) or not {"method", "seed"} <= metrics.keys():
-        raise UserError(f"{run_dir / 'metrics.json'}: expected an object with 'method' and 'seed'")
+        raise UserError(f"{run_dir / rundir.METRICS}: expected an object with 'method' and 'seed'")
     model, tok, spec = load_run(run_dir, device)
     beams = sorted(set(opts.beams) | {1})  # greedy is the beam curse's point of comparison
     if opts.split == "test":
@@ -636,7 +636,7 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
                          "references_truncated": ctx.truncated},
               "seconds": round(seconds, 2), "eval_seconds": run.eval_seconds,
               "per_example": {d: {k: _per_example(r) for k, r in rs.items()} for d, rs in ratios.items()}}
-    write_run_record(run.dir / "diagnostics.json", record)
+    write_run_record(run.dir / rundir.DIAGNOSTICS, record)
     return RunResult(run.method, run.seed, run.dir, ratios, values, record,
                      [method_label(m) for m in run.spec.methods])
 
@@ -807,7 +807,7 @@ def write_report(out_dir: Path, agg: dict, opts: Options) -> list[Matrix]:
     from .report import markdown
 
     mxs = matrices(agg, opts)
-    fileio.write_json(out_dir / "diagnostics.json", agg)
+    fileio.write_json(out_dir / rundir.DIAGNOSTICS, agg)
     plots = write_plots(out_dir, agg, opts)
     text = "\n".join(markdown(mx) for mx in mxs)
     text += "\n" + INTERVAL_NOTE + "\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots)

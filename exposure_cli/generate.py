@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from . import fileio
+from . import fileio, rundir
 from .build import tokenizer_for
 from .decode import decode_hypotheses, decode_options
 from .errors import UserError
@@ -17,7 +17,7 @@ from .tokenizers import Tokenizer
 
 def load_run_spec(run_dir: Path) -> tuple[Spec, dict]:
     """The run's spec and its `run` section (method, seed)."""
-    path = run_dir / "spec.yaml"
+    path = run_dir / rundir.SPEC
     try:
         raw = yaml.safe_load(fileio.read_text(path, "run spec"))
     except yaml.YAMLError as e:
@@ -36,7 +36,7 @@ def load_run(run_dir: str | Path, device) -> tuple[UniLM, Tokenizer, Spec]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a run directory")
-    best = run_dir / "best.pt"
+    best = run_dir / rundir.BEST
     if not best.is_file():
         raise UserError(f"{run_dir}: no finished checkpoint (best.pt is written after the first epoch)")
     spec, _ = load_run_spec(run_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import fileio, paper
+from . import fileio, paper, rundir
 from .errors import UserError
 from .report import HEADERS, METRICS
 
@@ -127,13 +127,11 @@ def delta_figure(summary: dict, paper_name: str | None) -> Figure:
 def dev_bleu_curves(summary: dict, run_root: Path) -> tuple[dict[str, list[tuple[int, float]]], list[Path]]:
     """label → [(epoch, dev BLEU)] of every finished run in summary["runs"], read from its
     train.jsonl; and the logs that were missing."""
-    from .runner import run_path  # here: runner pulls in torch, which the other figures never need
-
     curves, missing = {}, []
     for rec in summary.get("runs", []):
         if "failed" in rec:
             continue
-        log = run_path(run_root, rec["method"], rec["seed"]) / "train.jsonl"
+        log = rundir.run_path(run_root, rec["method"], rec["seed"]) / rundir.LOG
         if not log.is_file():
             missing.append(log)
             continue

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from . import fileio, paper
+from . import fileio, paper, rundir
 from .errors import UserError
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
@@ -380,7 +380,7 @@ WRITERS = {"md": markdown, "csv": csv_text, "latex": latex, "json": json_text}
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
-    fileio.write_json(out_dir / "summary.json", summary)
+    fileio.write_json(out_dir / rundir.SUMMARY, summary)
     mx = summary_matrix(summary)
     fileio.write_text(out_dir / "table.md", markdown(mx))
     fileio.write_text(out_dir / "table.csv", csv_text(mx))
@@ -389,7 +389,7 @@ def write_summary(out_dir: Path, summary: dict) -> None:
 def load_summary(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
-        path = path / "summary.json"
+        path = path / rundir.SUMMARY
     if not path.is_file():
         raise UserError(f"{path}: not found (run `exposure run` first, or give a summary.json)")
     data = fileio.read_json(path, "summary")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import socket
 import sys
@@ -18,27 +17,19 @@ from pathlib import Path
 
 import torch
 
-from . import fileio, report
+from . import fileio, report, rundir
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
 from .metrics import study_per_example
 from .predictions import read_columns
+from .rundir import run_path
 from .spec import Spec, method_label
 
 LOCK = ".exposure.lock"
 
 
-def run_dir_name(label: str) -> str:
-    """A directory name for a method label: `random_replace(ratio=0.2)` → `random_replace-ratio=0.2`."""
-    return re.sub(r"[^\w.=-]+", "-", label).strip("-")
-
-
 def grid(spec: Spec) -> list[tuple]:
     return [(m, method_label(m), seed) for m in spec.methods for seed in spec.train.seeds]
-
-
-def run_path(out_dir: Path, label: str, seed: int) -> Path:
-    return out_dir / run_dir_name(label) / f"seed{seed}"
 
 
 @contextmanager
@@ -78,7 +69,7 @@ def clear_failed(tasks: list[RunTask]) -> list[str]:
     """Remove the failed runs' directories so that they start over; returns their labels."""
     cleared = []
     for t in tasks:
-        if (Path(t.dir) / "failed.json").exists():
+        if (Path(t.dir) / rundir.FAILED).exists():
             shutil.rmtree(t.dir)
             cleared.append(f"{t.label} seed {t.seed}")
     return cleared
@@ -119,9 +110,10 @@ def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:
     scores = {}
     for r in finished:
         for beam in spec.decode.beams:
-            cols = read_columns(run_path(out_dir, r["method"], r["seed"]) / f"predictions.beam{beam}.tsv")
+            path = run_path(out_dir, r["method"], r["seed"]) / rundir.predictions(beam)
+            cols = read_columns(path)
             if cols is None:
-                raise UserError(f"{run_path(out_dir, r['method'], r['seed'])}: predictions.beam{beam}.tsv has no header")
+                raise UserError(f"{path.parent}: {path.name} has no header")
             scores[(r["method"], beam, r["seed"])] = study_per_example(cols["prediction"], cols["reference"],
                                                                        spec.score.lowercase)
     return scores

@@ -1,15 +1,10 @@
 """One run: train a UniLM with one method and one seed, select by dev BLEU, decode and score test.
 
-A run directory is the unit of resumable work:
-  spec.yaml          the resolved spec of the experiment, plus this run's method and seed
-  vocab.txt          the run's tokenizer vocabulary
-  last.pt            everything the rest of the run depends on (weights, optimizer, schedule, every
-                     random stream, the position in the epoch, the selection state); written at
-                     the end of every epoch and every `train.checkpoint_seconds` of training
-  best.pt            the weights with the best dev BLEU so far (and the model config)
-  train.jsonl        the training log, one JSON object a line
-  predictions.beam{k}.tsv, metrics.json   written at the end; metrics.json marks the run finished
-  failed.json        written instead when the run diverged (a non-finite loss or gradient)
+A run directory (its files: rundir.py) is the unit of resumable work. last.pt holds everything
+the rest of the run depends on (weights, optimizer, schedule, every random stream, the position in
+the epoch, the selection state), written at the end of every epoch and every
+`train.checkpoint_seconds` of training; metrics.json, written at the end, marks the run finished;
+failed.json is written instead when the run diverged (a non-finite loss or gradient).
 
 Resuming from last.pt gives, on CPU, bit for bit the run an uninterrupted process would have
 given: the data order is rebuilt from the epoch's saved shuffling state and the batches already
@@ -32,7 +27,7 @@ from typing import Callable
 import torch
 import yaml
 
-from . import fileio
+from . import fileio, rundir
 from .batching import bucketed_batches, collate, encode_examples
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
@@ -138,7 +133,7 @@ def autocast(run: Run, enabled: bool | None = None):
 
 
 def write_run_spec(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path) -> None:
-    fileio.write_text(run_dir / "spec.yaml", yaml.safe_dump(
+    fileio.write_text(run_dir / rundir.SPEC, yaml.safe_dump(
         {**spec.to_dict(), "run": {"method": {method_spec.name: method_spec.params}, "seed": seed}},
         allow_unicode=True, sort_keys=False))
 
@@ -166,7 +161,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
-    if (run_dir / "last.pt").exists():
+    if (run_dir / rundir.LAST).exists():
         restore(run)
     return run
 
@@ -177,8 +172,8 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
 def save_last(run: Run) -> None:
     """Everything `restore` needs, written atomically: a kill at any moment leaves the previous one."""
     rng = run.epoch_start_rng if run.state.batch_in_epoch else run.rng.getstate()
-    log = run.dir / "train.jsonl"
-    fileio.torch_save(run.dir / "last.pt", {
+    log = run.dir / rundir.LOG
+    fileio.torch_save(run.dir / rundir.LAST, {
         "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
         "rng": rng, "generator": run.gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
@@ -189,7 +184,7 @@ def save_last(run: Run) -> None:
 
 
 def restore(run: Run) -> None:
-    ck = fileio.torch_load(run.dir / "last.pt", run.device)
+    ck = fileio.torch_load(run.dir / rundir.LAST, run.device)
     try:
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -202,9 +197,9 @@ def restore(run: Run) -> None:
         run.state = RunState(**ck["state"])
         run.amp.load_state_dict(ck.get("amp"))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise UserError(f"{run.dir / 'last.pt'}: not a checkpoint of this run ({type(e).__name__}: {e}); "
+        raise UserError(f"{run.dir / rundir.LAST}: not a checkpoint of this run ({type(e).__name__}: {e}); "
                         "delete it to start the run over") from None
-    log = run.dir / "train.jsonl"
+    log = run.dir / rundir.LOG
     if log.exists() and log.stat().st_size > ck["log_bytes"]:
         with open(log, "rb+") as f:  # drop the lines of the work being redone
             f.truncate(ck["log_bytes"])
@@ -257,7 +252,7 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     batches = bucketed_batches(lengths, t.batch_size, run.rng)
     t0 = t_start = time.perf_counter()
     tokens = 0
-    with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
+    with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
         for idx in batches[st.batch_in_epoch:]:
             batch = to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             loss = train_step(run, batch, log)
@@ -289,9 +284,9 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
     improved = dev["bleu"] > st.best_bleu
     if improved:
         st.best_bleu, st.best_epoch = dev["bleu"], st.epoch
-        fileio.torch_save(run.dir / "best.pt", {"model": run.model.state_dict(), "config": asdict(run.model.config),
+        fileio.torch_save(run.dir / rundir.BEST, {"model": run.model.state_dict(), "config": asdict(run.model.config),
                                                 "epoch": st.epoch, "dev": dev})
-    with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
+    with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
         log.write(json.dumps({"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
                               "dev_seconds": round(time.perf_counter() - t0, 2)}) + "\n")
     save_last(run)
@@ -302,7 +297,7 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
 def evaluate_run(run: Run, report: Report = _no_report) -> dict:
     """Decode the test set at every beam with best.pt, score, write the predictions and metrics.json."""
     spec = run.spec
-    model = UniLM.from_checkpoint(run.dir / "best.pt", run.device)
+    model = UniLM.from_checkpoint(run.dir / rundir.BEST, run.device)
     sources, refs = [p.source for p in run.test_pairs], [p.target for p in run.test_pairs]
     t0 = time.perf_counter()
     beams = {}
@@ -311,16 +306,16 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
         best = [hs[0] for hs in decode_hypotheses(model, run.tok, sources, k, spec.model.source_len(),
                                                   spec.decode.max_len, run.device, **decode_options(spec.decode))]
         preds = [run.tok.decode(h.tokens) for h in best]
-        write_hypotheses(run.dir / f"hypotheses.beam{k}.jsonl", best)
-        write_predictions(run.dir / f"predictions.beam{k}.tsv", sources, refs, preds)
+        write_hypotheses(run.dir / rundir.hypotheses(k), best)
+        write_predictions(run.dir / rundir.predictions(k), sources, refs, preds)
         beams[str(k)] = {**study_scores(preds, refs, lowercase=spec.score.lowercase), **word_scores(preds, refs)}
     st = run.state
     metrics = {"method": run.label, "method_name": run.method_spec.name, "params": run.method_spec.params,
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
-    fileio.write_json(run.dir / "metrics.json", metrics)
-    (run.dir / "last.pt").unlink(missing_ok=True)  # the finished run needs only best.pt
+    fileio.write_json(run.dir / rundir.METRICS, metrics)
+    (run.dir / rundir.LAST).unlink(missing_ok=True)  # the finished run needs only best.pt
     return metrics
 
 
@@ -328,10 +323,10 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
             report: Report = _no_report) -> dict:
     """Train (or resume), select, decode, score; return the metrics written to metrics.json, or
     `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged."""
-    done = run_dir / "metrics.json"
+    done = run_dir / rundir.METRICS
     if done.exists():
         return fileio.read_json(done)
-    failed = run_dir / "failed.json"
+    failed = run_dir / rundir.FAILED
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}
     run = prepare_run(spec, method_spec, seed, run_dir, device)

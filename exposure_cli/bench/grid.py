@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import rundir
 from ..errors import UserError
 
 EXECUTOR_ARGS = {
@@ -40,8 +41,8 @@ def bench_grid(spec: str, overrides: list[str], executors: list[str], device: st
             seconds = time.perf_counter() - t0
             if r.returncode != 0:
                 raise UserError(f"bench grid: the {name} run failed: {r.stderr.strip().splitlines()[-1:]}")
-            runs = len(list(run_dir.glob("*/seed*/metrics.json")))
-            summaries[name] = (run_dir / "summary.json").read_bytes()
+            runs = len(rundir.finished_runs(run_dir))
+            summaries[name] = (run_dir / rundir.SUMMARY).read_bytes()
             out["executors"][name] = {"seconds": round(seconds, 1), "runs": runs,
                                       "runs_per_hour": round(runs * 3600 / seconds, 1)}
     # every executor but serial2 gives each run one thread: their summaries must be identical

@@ -60,11 +60,11 @@ def table(
 
 def _seconds(out_dir: Path) -> list[dict]:
     """Each finished run's wall-clock seconds, from its metrics.json (summary.json keeps none)."""
-    from .. import fileio
+    from .. import fileio, rundir
 
     out = []
-    for path in sorted(out_dir.glob("*/seed*/metrics.json")):
-        m = fileio.read_json(path)
+    for run in rundir.finished_runs(out_dir):
+        m = fileio.read_json(run / rundir.METRICS)
         out.append({"method": m.get("method"), "seed": m.get("seed"),
                     **{k: m.get(k) for k in ("train_seconds", "dev_seconds", "eval_seconds")}})
     return out

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..registry import Registry
+from ..rundir import STATUS
 from ..runtime import make_progress
-
-STATUS = "status.json"
-
 
 @dataclass
 class RunTask:

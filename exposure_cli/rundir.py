@@ -1,0 +1,55 @@
+"""The layout of an experiment's output directory, in one place.
+
+    OUT/summary.json, table.md, table.csv     the grid's summary and its tables
+    OUT/<method>/seed<N>/                     one run (`run_path`), a unit of resumable work:
+      spec.yaml          the resolved spec of the experiment, plus this run's method and seed
+      vocab.txt          the run's tokenizer vocabulary
+      last.pt            everything the rest of the run depends on (train.py: `save_last`)
+      best.pt            the weights with the best dev BLEU so far (and the model config)
+      train.jsonl        the training log, one JSON object a line
+      status.json        the latest progress of a run in another process (executors)
+      predictions.beam{k}.tsv, hypotheses.beam{k}.jsonl   the test split decoded at beam k
+      metrics.json       written last: its presence marks the run finished
+      failed.json        written instead when the run diverged
+      diagnostics.json   `exposure diagnose`'s measures of the run
+
+Every module that reads or writes one of these names it through here. No torch: the table and
+plot commands import it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SPEC = "spec.yaml"
+LAST = "last.pt"
+BEST = "best.pt"
+LOG = "train.jsonl"
+STATUS = "status.json"
+METRICS = "metrics.json"
+FAILED = "failed.json"
+DIAGNOSTICS = "diagnostics.json"
+SUMMARY = "summary.json"
+
+
+def predictions(beam: int) -> str:
+    return f"predictions.beam{beam}.tsv"
+
+
+def hypotheses(beam: int) -> str:
+    return f"hypotheses.beam{beam}.jsonl"
+
+
+def run_dir_name(label: str) -> str:
+    """A directory name for a method label: `random_replace(ratio=0.2)` → `random_replace-ratio=0.2`."""
+    return re.sub(r"[^\w.=-]+", "-", label).strip("-")
+
+
+def run_path(out_dir: Path, label: str, seed: int) -> Path:
+    return out_dir / run_dir_name(label) / f"seed{seed}"
+
+
+def finished_runs(out_dir: Path) -> list[Path]:
+    """The run directories under OUT that hold metrics.json (finished runs), sorted."""
+    return sorted(p.parent for p in Path(out_dir).glob(f"*/seed*/{METRICS}"))
