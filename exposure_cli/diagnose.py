@@ -50,7 +50,7 @@ from .generate import load_run
 from .metrics import study_per_example
 from .predictions import read_columns, read_lines
 from .registry import Registry
-from .report import Col, Matrix
+from .tables import Col, Matrix, markdown
 from .spec import method_label
 
 SPLITS = ("test", "dev", "train")
@@ -804,8 +804,6 @@ PLOTS = ("diagnostics.robustness.png", "diagnostics.search_errors.png", "diagnos
 
 def write_report(out_dir: Path, agg: dict, opts: Options) -> list[Matrix]:
     """OUT/diagnostics.json, diagnostics.md and the PNG plots; returns the tables."""
-    from .report import markdown
-
     mxs = matrices(agg, opts)
     fileio.write_json(out_dir / rundir.DIAGNOSTICS, agg)
     plots = write_plots(out_dir, agg, opts)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from . import fileio, paper, rundir
 from .errors import UserError
 from .report import HEADERS, METRICS
+from .tables import method_names
 
 DPI = 120
 CI_NOTE = "bars: 95% bootstrap interval of the mean over test examples, seeds pooled"
@@ -95,8 +96,6 @@ def delta_figure(summary: dict, paper_name: str | None) -> Figure:
     """Per metric, each method's difference to baseline at each beam: ours with its paired-bootstrap
     interval, the article's beside it (when its table is known and has the method). Horizontal bars,
     so that long method labels stay readable."""
-    from .report import method_names
-
     rows = [r for r in summary["rows"] if "vs_baseline" in r]
     names = method_names(summary)
     fig = _figure(12, 3 + 0.45 * len(rows))

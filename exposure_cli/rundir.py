@@ -31,6 +31,7 @@ METRICS = "metrics.json"
 FAILED = "failed.json"
 DIAGNOSTICS = "diagnostics.json"
 SUMMARY = "summary.json"
+TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
 def predictions(beam: int) -> str:

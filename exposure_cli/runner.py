@@ -17,11 +17,9 @@ from pathlib import Path
 
 import torch
 
-from . import fileio, report, rundir
+from . import fileio, report, rundir, tables
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
-from .metrics import study_per_example
-from .predictions import read_columns
 from .rundir import run_path
 from .spec import Spec, method_label
 
@@ -86,46 +84,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None, exec
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
         with GridDisplay(tasks, console) as display:
             results = runner.run(tasks, display)
-        summary = summarize_grid(spec, out_dir, results)
+        summary = report.summarize_grid(spec, out_dir, results)
         report.write_summary(out_dir, summary)
+        tables.write_tables(out_dir, summary)
     return summary
-
-
-def summarize_grid(spec: Spec, out_dir: Path, results: list[dict]) -> dict:
-    finished = [r for r in results if "failed" not in r]
-    failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
-    summary = report.summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams,
-                               failed)
-    per_example = per_example_scores(out_dir, spec, finished)
-    report.add_cell_intervals(summary, per_example)
-    report.add_bootstrap(summary, per_example)
-    summary["runs"] = [report.run_record(r) for r in results]
-    if failed:
-        summary["failed"] = failed
-    return summary
-
-
-def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:
-    """(method, beam, seed) → per-example study scores, recomputed from the predictions files."""
-    scores = {}
-    for r in finished:
-        for beam in spec.decode.beams:
-            path = run_path(out_dir, r["method"], r["seed"]) / rundir.predictions(beam)
-            cols = read_columns(path)
-            if cols is None:
-                raise UserError(f"{path.parent}: {path.name} has no header")
-            scores[(r["method"], beam, r["seed"])] = study_per_example(cols["prediction"], cols["reference"],
-                                                                       spec.score.lowercase)
-    return scores
-
-
-def timings(out_dir: Path, spec: Spec) -> list[dict]:
-    """Each finished run's wall-clock seconds (kept out of summary.json, which is deterministic)."""
-    out = []
-    for _, label, seed in grid(spec):
-        path = run_path(out_dir, label, seed) / "metrics.json"
-        if path.exists():
-            m = fileio.read_json(path)
-            out.append({"method": label, "seed": seed,
-                        **{k: m.get(k) for k in ("train_seconds", "dev_seconds", "eval_seconds")}})
-    return out

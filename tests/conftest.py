@@ -31,11 +31,11 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
     """An output directory as `exposure run` leaves it, without training: four methods (one the
     article did not run, one a variant) × 2 seeds × beams 1-3, each run with predictions files made
     by corrupting the CSL test titles (better methods and beams corrupt less), the metrics.json
-    they score to, and a train.jsonl; then summary.json and the tables from runner.summarize_grid."""
+    they score to, and a train.jsonl; then summary.json and the tables from report.summarize_grid."""
     import json
     import random
 
-    from exposure_cli import fileio, metrics, report, runner
+    from exposure_cli import fileio, metrics, report, runner, tables
     from exposure_cli.predictions import write_predictions
     from exposure_cli.spec import method_label, spec_from_dict
 
@@ -66,7 +66,9 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
         fileio.write_json(d / "metrics.json", result)
         results.append(result)
     assert [method_label(m) for m in spec.methods][1] == "random_replace(pool=sequence)"
-    report.write_summary(out, runner.summarize_grid(spec, out, results))
+    summary = report.summarize_grid(spec, out, results)
+    report.write_summary(out, summary)
+    tables.write_tables(out, summary)
     return out
 
 

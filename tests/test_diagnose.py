@@ -25,7 +25,7 @@ from exposure_cli.metrics import study_per_example
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.predictions import write_hypotheses, write_predictions
 from exposure_cli.registry import Registry
-from exposure_cli.report import markdown
+from exposure_cli.tables import markdown
 from exposure_cli.spec import MethodSpec, spec_from_dict
 from exposure_cli.tokenizers import CharTokenizer
 from exposure_cli.train import write_run_spec

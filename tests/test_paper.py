@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from exposure_cli import paper, report
+from exposure_cli import paper, report, tables
 from exposure_cli.cli import app
 
 runner = CliRunner()
@@ -160,7 +160,7 @@ def test_table_alone_is_the_experiment_table(fake_runs):
 def test_article_rows_we_did_not_run_still_show():
     s = report.summarize("csl", [{"method": "baseline", "seed": 0, "test": {"1": {m: 40.0 for m in ORDER}}}],
                          ["baseline"], [1])
-    mx = report.paper_matrix(s, "csl")
+    mx = tables.paper_matrix(s, "csl")
     assert [(r["method"], r["article_method"], r["beam"]) for r in mx.rows][:3] == [
         ("baseline", "baseline", 1), ("(not run)", "random replacement", 1), ("(not run)", "gradient penalty", 1)]
     assert len(mx.rows) == 9 and mx.rows[1]["paper_rouge_l"] == 60.02 and mx.rows[1]["agree_rouge_l"] is None

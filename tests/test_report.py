@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from exposure_cli import report
+from exposure_cli import report, tables
 
 
 def _run(method, seed, value):
@@ -48,16 +48,16 @@ def test_bootstrap_marks_a_clear_improvement_and_not_noise():
 
 def test_every_writer_renders_the_same_matrix():
     s = _with_deltas()
-    mx = report.summary_matrix(s)
-    md = report.markdown(mx)
+    mx = tables.summary_matrix(s)
+    md = tables.markdown(mx)
     assert "| better | 1 | 45.00 ± 0.00 | 45.00 ± 0.00 | 45.00 ± 0.00 | 45.00 ± 0.00 | 2 |" in md
     assert "| better | 1 | +5.00 [+5.00, +5.00]* | +5.00 [+5.00, +5.00]* |" in md
     assert md.count("| baseline | 1 |") == 1  # baseline has no difference row
-    rows = list(csv.DictReader(io.StringIO(report.csv_text(mx))))
+    rows = list(csv.DictReader(io.StringIO(tables.csv_text(mx))))
     assert [r["method"] for r in rows] == ["baseline", "better", "same"]
     assert float(rows[1]["bleu"]) == 45.0 and float(rows[1]["bleu_diff"]) == 5.0 and rows[1]["bleu_significant"] == "True"
     assert rows[0]["rouge_l_diff"] == ""
-    tex = report.latex(mx)
+    tex = tables.latex(mx)
     body = [line for line in tex.splitlines() if line.endswith(r"\\") and not line.startswith("method")]
     assert len(body) == 3 + 2  # three score rows, two difference rows
     assert tex.count(r"\toprule") == 2 and r"45.00 $\pm$ 0.00" in tex and r"$\Delta$ Rouge-L" in tex
@@ -65,7 +65,7 @@ def test_every_writer_renders_the_same_matrix():
     from rich.console import Console
 
     console = Console(width=200, record=True)
-    console.print(report.rich_table(mx))
+    console.print(tables.rich_table(mx))
     text = console.export_text()
     assert "45.00 ± 0.00" in text and "+5.00*" in text
 
@@ -75,7 +75,7 @@ def test_a_method_that_failed_on_every_seed_shows_failed_cells():
                          failed=[{"method": "gp", "seed": 0, "reason": "non-finite loss"}])
     gp = s["rows"][1]
     assert gp["rouge_l"] is None and gp["failed"] == 1 and gp["n_seeds"] == 0
-    md = report.markdown(report.summary_matrix(s))
+    md = tables.markdown(tables.summary_matrix(s))
     assert "| gp | 1 | failed | failed | failed | failed | 0 |" in md
 
 

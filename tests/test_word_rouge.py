@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from exposure_cli import metrics, report
+from exposure_cli import metrics, report, tables
 from exposure_cli.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,12 +108,12 @@ def test_summary_rows_average_word_scores_beside_the_headline():
     base, gp = s["rows"]
     assert (base["word_rouge_l"], base["word_rouge_l_std"]) == (20.5, round(0.5 * 2 ** 0.5, 4))
     assert base["rouge_l"] == 41.0 and "word_rouge_l" not in gp  # an older run: no word columns, no error
-    md = report.markdown(report.summary_matrix(s))
+    md = tables.markdown(tables.summary_matrix(s))
     assert "Word-level Rouge (jieba):" in md and "| method | beam | Rouge-L (words) | Rouge-1 (words) | Rouge-2 (words) |" in md
     assert "| baseline | 1 | 20.50 ± 0.71 | 20.50 ± 0.71 | 20.50 ± 0.71 |" in md
     assert "| baseline | 1 | 41.00 ± 1.41 | 41.00 ± 1.41 | 41.00 ± 1.41 | 41.00 ± 1.41 | 2 |" in md
-    header = report.csv_text(report.summary_matrix(s)).splitlines()[0].split(",")
+    header = tables.csv_text(tables.summary_matrix(s)).splitlines()[0].split(",")
     assert header[:4] == ["method", "beam", "rouge_l", "rouge_l_std"] and "word_rouge_l" in header
     # without word scores anywhere, the table is as before
     plain = report.summarize("x", [_run("baseline", 0, 40.0, words=False)], ["baseline"], [1])
-    assert "words" not in report.markdown(report.summary_matrix(plain))
+    assert "words" not in tables.markdown(tables.summary_matrix(plain))

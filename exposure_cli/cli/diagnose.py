@@ -89,7 +89,7 @@ def diagnose(
 
 def _tables(mx) -> list[Table]:
     """One rich table per column group, as the markdown writer lays them out."""
-    from ..report import fmt
+    from ..tables import fmt
 
     out = []
     for group, cols, rows in mx.sections():

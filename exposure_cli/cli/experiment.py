@@ -66,7 +66,7 @@ def run(
     (failed.json) and the others go on; the command then exits 1 naming it. Only one `exposure run`
     may use an output directory at a time.
     """
-    from .. import report
+    from .. import tables
     from ..executors import EXECUTORS
     from ..runner import run_spec
     from ..runtime import resolve_device
@@ -86,7 +86,7 @@ def run(
     console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev} → {out_dir}"
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
     summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, **options)
-    console.print(report.rich_table(report.summary_matrix(summary)))
+    console.print(tables.rich_table(tables.summary_matrix(summary)))
     if summary.get("failed"):
         for f in summary["failed"]:
             err_console.print(f"[red]failed:[/] {f['method']} seed {f['seed']}: {f['reason']}", highlight=False)

@@ -34,23 +34,23 @@ def table(
     Alone: scores (mean ± std over seeds) and differences to baseline, as in table.md; --format json
     is then the summary itself. With --paper: for each metric, a group of our cell, the article's,
     both differences to baseline and whether their signs agree."""
-    from .. import fileio, report
+    from .. import fileio, report, tables
     from ..paper import check_paper
 
-    if format_ not in report.WRITERS:
-        raise UserError(f"--format {format_}: expected one of {', '.join(report.WRITERS)}")
+    if format_ not in tables.WRITERS:
+        raise UserError(f"--format {format_}: expected one of {', '.join(tables.WRITERS)}")
     if paper is not None:
         check_paper(paper)
     summary = report.load_summary(source)
     seconds = _seconds(Path(source)) if runs and Path(source).is_dir() else None
     if paper is not None:
-        text = report.WRITERS[format_](report.paper_matrix(summary, paper))
+        text = tables.WRITERS[format_](tables.paper_matrix(summary, paper))
     elif format_ == "json":
         text = json.dumps({**summary, **({"seconds": seconds} if seconds else {})}, ensure_ascii=False, indent=2) + "\n"
     else:
-        text = report.WRITERS[format_](report.summary_matrix(summary))
+        text = tables.WRITERS[format_](tables.summary_matrix(summary))
     if runs and format_ in ("md", "latex", "csv"):
-        text += ("\n" if format_ != "csv" else "") + report.WRITERS[format_](report.runs_matrix(summary, seconds))
+        text += ("\n" if format_ != "csv" else "") + tables.WRITERS[format_](tables.runs_matrix(summary, seconds))
     if output is None:
         typer.echo(text, nl=False)
         return
