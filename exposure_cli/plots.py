@@ -32,12 +32,12 @@ def write_plots(summary: dict, out_dir: Path, paper_name: str | None = None,
     if not has_ci:
         notes.append("this summary has no per-cell intervals (written before they existed): beam plots without bars")
     for m in METRICS:
-        written.append(_save(beam_figure(summary, m, has_ci), out_dir / f"beam_{m}.png"))
+        written.append(save_png(beam_figure(summary, m, has_ci), out_dir / f"beam_{m}.png"))
     if any("vs_baseline" in r for r in summary["rows"]):
         if paper_name is None:
             notes.append("the article's differences left out: its table is unknown for "
                          f"{summary['name']!r} (give --paper csl or --paper lcsts)")
-        written.append(_save(delta_figure(summary, paper_name), out_dir / "deltas_vs_article.png"))
+        written.append(save_png(delta_figure(summary, paper_name), out_dir / "deltas_vs_article.png"))
     else:
         notes.append("no differences to baseline in this summary (no baseline run): delta plot skipped")
     if run_root is None:
@@ -46,7 +46,7 @@ def write_plots(summary: dict, out_dir: Path, paper_name: str | None = None,
         curves, missing = dev_bleu_curves(summary, run_root)
         notes += [f"{p}: not found, left out of the dev-BLEU plot" for p in missing]
         if curves:
-            written.append(_save(dev_bleu_figure(summary["name"], curves), out_dir / "dev_bleu.png"))
+            written.append(save_png(dev_bleu_figure(summary["name"], curves), out_dir / "dev_bleu.png"))
         else:
             notes.append(f"{run_root}: no run's train.jsonl has an epoch line: dev-BLEU plot skipped")
     return written, notes
@@ -56,19 +56,19 @@ def _scored(summary: dict) -> list[dict]:
     return [r for r in summary["rows"] if r.get(METRICS[0]) is not None]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buf)
     return fileio.write_bytes(path, buf.getvalue())
 
 
-def _figure(width: float = 10, height: float = 5) -> Figure:
+def new_figure(width: float = 10, height: float = 5) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def beam_figure(summary: dict, metric: str, with_ci: bool) -> Figure:
     """The metric against beam size, a line per method, with interval bars when the summary has them."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     rows = _scored(summary)
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -98,7 +98,7 @@ def delta_figure(summary: dict, paper_name: str | None) -> Figure:
     so that long method labels stay readable."""
     rows = [r for r in summary["rows"] if "vs_baseline" in r]
     names = method_names(summary)
-    fig = _figure(12, 3 + 0.45 * len(rows))
+    fig = new_figure(12, 3 + 0.45 * len(rows))
     axes = fig.subplots(2, 2, sharey=True).flat
     y = list(range(len(rows)))
     height = 0.4
@@ -158,7 +158,7 @@ def _dev_bleu(log: Path) -> dict[int, float]:
 def dev_bleu_figure(name: str, curves: dict[str, list[tuple[int, float]]]) -> Figure:
     """Dev BLEU after each epoch, a line per run; the epoch whose weights were kept (the first best,
     as selection keeps only a strict improvement) is starred."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for label, points in curves.items():
         line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)[0]

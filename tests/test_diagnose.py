@@ -251,7 +251,7 @@ def test_methods_average_their_seeds_and_differ_from_baseline_on_the_same_resamp
 
     reg = Registry("diagnostic", dg.Diagnostic)
     reg.add("search", OnlySearch)
-    monkeypatch.setattr(dg, "DIAGNOSTICS", reg)
+    monkeypatch.setattr(dg.base, "DIAGNOSTICS", reg)  # diagnostics() reads the registry there
     results = [_result("other", 0, [1, 0, 0, 0]), _result("baseline", 0, [1, 1, 0, 0]),
                _result("baseline", 1, [1, 1, 1, 0]), _result("other", 1, [1, 0, 0, 0])]
     opts = dg.Options(beams=(1,), n_resamples=200)
