@@ -5,7 +5,7 @@ The engine (`beam_search`) knows nothing about models. It asks a callback
 `step(state: StepState) -> log_probs (E, K, V)` for the next-token log-probabilities of every live
 hypothesis ("slot") of every live example, and keeps the bookkeeping: scores, prefixes, which
 examples are finished. The same code therefore runs the UniLM (`UniLMStep`, below) and the
-article's two-step worked example (`worked_example_step`, used by the tests and `exposure demo`).
+article's two-step worked example (`demo.worked_example_step`, used by the tests and `exposure demo`).
 
 Scores. A hypothesis' score is Σ log(p + 1e-12) over its tokens, the final [SEP] included, as in
 the study. `tokens` of a finished hypothesis end with [SEP].
@@ -437,29 +437,10 @@ def decode_texts(model, tok: Tokenizer, sources: list[str], beam: int, max_sourc
     return [tok.decode(h[0].tokens) if h else "" for h in hyps]
 
 
-# ---------------------------------------------------------------------- the article's example
-
-# Vocabulary of the worked example: 0 is [SEP]; a, b, c, d are the tokens.
-EXAMPLE_VOCAB = ["[SEP]", "a", "b", "c", "d"]
-EXAMPLE_SEP = 0
-EXAMPLE_PROBS: dict[tuple[int, ...], dict[int, float]] = {
-    (): {1: 0.6, 3: 0.4},  # p(a), p(c)
-    (1,): {2: 0.55, 4: 0.45},  # p(b|a), p(d|a)
-    (3,): {2: 0.1, 4: 0.9},  # p(b|c), p(d|c)
-}
-
-
-def example_distribution(prefix: tuple[int, ...]) -> dict[int, float]:
-    """p(· | prefix) of the article's example; every two-token prefix is followed by [SEP]."""
-    return EXAMPLE_PROBS.get(prefix, {EXAMPLE_SEP: 1.0})
-
-
-def worked_example_step(state: StepState) -> torch.Tensor:
-    """A step callback over the example's distribution (a pure function of the prefix)."""
-    E, K = state.valid.shape
-    out = torch.full((E, K, len(EXAMPLE_VOCAB)), math.log(LOG_EPS), dtype=torch.float32)
-    for r, pre in enumerate(state.prefixes):
-        for s, p in enumerate(pre):
-            for tok, prob in example_distribution(tuple(p)).items():
-                out[r, s, tok] = math.log(prob + LOG_EPS)
-    return out
+def decode_spec(model, tok: Tokenizer, spec, sources: list[str], beam: int, device="cpu", progress=None,
+                **overrides) -> list[list[Hypothesis]]:
+    """Every hypothesis of each source as a run's spec decodes it: its source length, max_len and
+    `decode` options (`overrides` replace some, e.g. n_best). Test decoding, `diagnose` and
+    `generate` call this; the dev decode of model selection stays greedy with its own options."""
+    return decode_hypotheses(model, tok, sources, beam, spec.model.source_len(), spec.decode.max_len, device,
+                             progress, **{**decode_options(spec.decode), **overrides})

@@ -1,18 +1,45 @@
 """`exposure demo`: the article's worked example of beam search going wrong, step by step.
 
-It runs the real search engine of `decode.py` over the example's two-step distribution, so what is
-printed is what the decoder does.
+The example's two-step distribution lives here; the real search engine of `decode.py` runs over it,
+so what is printed is what the decoder does (tests/test_decode.py checks the same example).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from .decode import EXAMPLE_PROBS, EXAMPLE_SEP, EXAMPLE_VOCAB, StepTrace, beam_search, worked_example_step
+from .decode import LOG_EPS, StepState, StepTrace, beam_search
+
+
+# Vocabulary of the worked example: 0 is [SEP]; a, b, c, d are the tokens.
+EXAMPLE_VOCAB = ["[SEP]", "a", "b", "c", "d"]
+EXAMPLE_SEP = 0
+EXAMPLE_PROBS: dict[tuple[int, ...], dict[int, float]] = {
+    (): {1: 0.6, 3: 0.4},  # p(a), p(c)
+    (1,): {2: 0.55, 4: 0.45},  # p(b|a), p(d|a)
+    (3,): {2: 0.1, 4: 0.9},  # p(b|c), p(d|c)
+}
+
+
+def example_distribution(prefix: tuple[int, ...]) -> dict[int, float]:
+    """p(· | prefix) of the article's example; every two-token prefix is followed by [SEP]."""
+    return EXAMPLE_PROBS.get(prefix, {EXAMPLE_SEP: 1.0})
+
+
+def worked_example_step(state: StepState) -> torch.Tensor:
+    """A step callback over the example's distribution (a pure function of the prefix)."""
+    E, K = state.valid.shape
+    out = torch.full((E, K, len(EXAMPLE_VOCAB)), math.log(LOG_EPS), dtype=torch.float32)
+    for r, pre in enumerate(state.prefixes):
+        for s, p in enumerate(pre):
+            for tok, prob in example_distribution(tuple(p)).items():
+                out[r, s, tok] = math.log(prob + LOG_EPS)
+    return out
 
 
 def _seq(tokens) -> str:

@@ -8,7 +8,7 @@ import yaml
 
 from . import fileio, rundir
 from .build import tokenizer_for
-from .decode import decode_hypotheses, decode_options
+from .decode import decode_spec
 from .errors import UserError
 from .model import UniLM
 from .spec import Spec, spec_from_dict
@@ -51,7 +51,6 @@ def load_run(run_dir: str | Path, device) -> tuple[UniLM, Tokenizer, Spec]:
 def generate_lines(model, tok: Tokenizer, spec: Spec, sources: list[str], beam: int, n_best: int, device,
                    strategy: str | None = None, progress=None) -> list[str]:
     """One output line per source: the best prediction, or the n best joined by tabs."""
-    options = {**decode_options(spec.decode), "n_best": n_best, "strategy": strategy or spec.decode.strategy}
-    hyps = decode_hypotheses(model, tok, sources, beam, spec.model.source_len(), spec.decode.max_len, device,
-                             progress, **options)
+    hyps = decode_spec(model, tok, spec, sources, beam, device, progress, n_best=n_best,
+                       strategy=strategy or spec.decode.strategy)
     return ["\t".join(tok.decode(h.tokens) for h in hs[:n_best]) for hs in hyps]

@@ -32,7 +32,7 @@ from .batching import bucketed_batches, collate, encode_examples
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
 from .errors import UserError
-from .decode import decode_hypotheses, decode_options, decode_texts
+from .decode import decode_spec, decode_texts
 from .gpu import Amp, amp_for, to_device
 from .methods import Method, StepContext, get_method
 from .metrics import study_scores, word_scores
@@ -303,8 +303,7 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
     beams = {}
     for k in spec.decode.beams:
         report(info=f"decoding test, beam {k}")
-        best = [hs[0] for hs in decode_hypotheses(model, run.tok, sources, k, spec.model.source_len(),
-                                                  spec.decode.max_len, run.device, **decode_options(spec.decode))]
+        best = [hs[0] for hs in decode_spec(model, run.tok, spec, sources, k, run.device)]
         preds = [run.tok.decode(h.tokens) for h in best]
         write_hypotheses(run.dir / rundir.hypotheses(k), best)
         write_predictions(run.dir / rundir.predictions(k), sources, refs, preds)

@@ -15,8 +15,8 @@ from exposure_cli.bench import reference_decode as ref
 from exposure_cli.batching import collate, encode_examples
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
-from exposure_cli.decode import (EXAMPLE_SEP, UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids,
-                                 worked_example_step)
+from exposure_cli.decode import UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids
+from exposure_cli.demo import EXAMPLE_SEP, worked_example_step
 from exposure_cli.errors import UserError
 from exposure_cli.metrics import study_scores
 from exposure_cli.model import ModelConfig, UniLM

@@ -19,8 +19,8 @@ from exposure_cli import diagnose as dg
 from exposure_cli.batching import collate, encode_examples
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
-from exposure_cli.decode import (EXAMPLE_SEP, EXAMPLE_VOCAB, beam_search, decode_hypotheses, generate_ids,
-                                 worked_example_step)
+from exposure_cli.decode import beam_search, decode_hypotheses, generate_ids
+from exposure_cli.demo import EXAMPLE_SEP, EXAMPLE_VOCAB, worked_example_step
 from exposure_cli.metrics import study_per_example
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.predictions import write_hypotheses, write_predictions

@@ -12,7 +12,7 @@ import torch
 
 from .. import fileio, rundir
 from ..data import read_pairs
-from ..decode import Hypothesis, decode_hypotheses, decode_options
+from ..decode import Hypothesis, decode_spec
 from ..errors import UserError
 from ..generate import load_run
 from ..predictions import read_columns, read_lines
@@ -91,8 +91,7 @@ def _decoded_examples(model, tok, spec, split: str, beams: list[int], limit: int
     sources, refs = [p.source for p in pairs], [p.target for p in pairs]
     outputs, preds = {}, {}
     for b in beams:
-        outputs[b] = [hs[0] for hs in decode_hypotheses(model, tok, sources, b, spec.model.source_len(),
-                                                        spec.decode.max_len, device, **decode_options(spec.decode))]
+        outputs[b] = [hs[0] for hs in decode_spec(model, tok, spec, sources, b, device)]
         preds[b] = [tok.decode(h.tokens) for h in outputs[b]]
     return sources, refs, outputs, preds
 
