@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pointer import NO_TOKEN, CopyHead, PointerConfig, source_memory, target_history, target_rows  # noqa: F401
+
 
 @dataclass
-class ModelConfig:
+class ModelConfig(PointerConfig):  # and the copy pointer's settings (pointer.py)
     vocab_size: int
     hidden: int = 256
     layers: int = 4
@@ -29,17 +31,6 @@ class ModelConfig:
     pad_id: int = 0
     # Pre-LN blocks (LayerNorm on each sublayer's input) instead of BERT's post-LN; same parameters.
     pre_ln: bool = False
-    # A pointer over the source mixed into the output distribution (`cls.copy.*`); see `log_probs`.
-    copy: bool = False
-    # Copy continuation (needs `copy`): the pointer's score of source position j gains a learned
-    # w_n when the n source tokens before j equal the last n target tokens fed, for n = 1..this. It
-    # makes "keep copying the phrase you are in" a single learned weight instead of something a
-    # small model must learn from absolute positions (titles are mostly spans of the abstract).
-    copy_continuation: int = 0
-    # Copy coverage (needs `copy`): the pointer's score of source position j gains a learned weight
-    # (starting at 0) when j's token is already among the target tokens fed: the pointer can learn
-    # not to copy the same thing twice.
-    copy_coverage: bool = False
 
     @property
     def ffn(self) -> int:
@@ -146,26 +137,22 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, L, H * D)
 
 
-class _DenseResidual(nn.Module):
-    """dense → dropout → + residual → LayerNorm: the output sublayer of attention and of the FFN.
-
-    With `pre_ln` the LayerNorm is applied to the sublayer's input instead (by BertAttention and
-    BertLayer), so here only the residual sum remains; the parameters are the same either way.
-    """
+class _DenseOutput(nn.Module):
+    """dense → dropout: the output projection of attention and of the FFN. Its LayerNorm is where
+    transformers' names put it (`...output.LayerNorm`); `BertLayer` applies it, before the sublayer
+    (pre-LN) or after the residual sum (post-LN)."""
 
     def __init__(self, c: ModelConfig, d_in: int):
         super().__init__()
         self.dense = nn.Linear(d_in, c.hidden)
         self.LayerNorm = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
-        self.pre_ln = c.pre_ln
 
-    def forward(self, h, x):
-        y = self.dropout(self.dense(h)) + x
-        return y if self.pre_ln else self.LayerNorm(y)
+    def forward(self, h):
+        return self.dropout(self.dense(h))
 
 
-class BertSelfOutput(_DenseResidual):
+class BertSelfOutput(_DenseOutput):
     def __init__(self, c: ModelConfig):
         super().__init__(c, c.hidden)
 
@@ -177,9 +164,7 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(c)
 
     def forward(self, x, mask, cache=None):
-        if self.output.pre_ln:
-            return self.output(self.self(self.output.LayerNorm(x), mask, cache), x)
-        return self.output(self.self(x, mask, cache), x)
+        return self.output(self.self(x, mask, cache))
 
 
 class BertIntermediate(nn.Module):
@@ -191,25 +176,32 @@ class BertIntermediate(nn.Module):
         return F.gelu(self.dense(x))
 
 
-class BertOutput(_DenseResidual):
+class BertOutput(_DenseOutput):
     def __init__(self, c: ModelConfig):
         super().__init__(c, c.ffn)
 
 
 class BertLayer(nn.Module):
-    """Post-LN transformer block, BERT's layout; with `pre_ln` each LayerNorm moves to its sublayer's input."""
+    """A transformer block: attention then the FFN, each with a residual. Post-LN (BERT's layout)
+    normalises each residual sum; pre-LN (`pre_ln`) each sublayer's input. Same parameters either way."""
 
     def __init__(self, c: ModelConfig):
         super().__init__()
         self.attention = BertAttention(c)
         self.intermediate = BertIntermediate(c)
         self.output = BertOutput(c)
+        self.pre_ln = c.pre_ln
+
+    def mlp(self, x):
+        return self.output(self.intermediate(x))
 
     def forward(self, x, mask, cache=None):
-        a = self.attention(x, mask, cache)
-        if self.output.pre_ln:
-            return self.output(self.intermediate(self.output.LayerNorm(a)), a)
-        return self.output(self.intermediate(a), a)
+        ln_1, ln_2 = self.attention.output.LayerNorm, self.output.LayerNorm
+        if self.pre_ln:
+            x = x + self.attention(ln_1(x), mask, cache)
+            return x + self.mlp(ln_2(x))
+        x = ln_1(x + self.attention(x, mask, cache))
+        return ln_2(x + self.mlp(x))
 
 
 class BertEncoder(nn.Module):
@@ -249,77 +241,6 @@ class BertLMPredictionHead(nn.Module):
 
     def forward(self, x):
         return F.linear(self.transform(x), self._tied[0].weight, self.bias)
-
-
-NO_TOKEN = -1  # an empty target-history slot (never equals a token id)
-_NO_SOURCE = -2  # a source slot before [CLS] (never equals a token or NO_TOKEN)
-
-
-class CopyHead(nn.Module):
-    """A pointer over the source (See et al., 2017): attention of a position over the source's final
-    hidden states, and a gate p_gen mixing the vocabulary distribution with the attention mass of
-    each source token; optionally the continuation and coverage terms of `ModelConfig`."""
-
-    # The continuation and coverage weights are scalars that must travel several units in about a
-    # thousand steps, but Adam moves any parameter by about lr per step whatever its scale: they
-    # are stored divided by GAIN (GAIN× their effective learning rate). Without it, at lr 2e-3
-    # they ended every run about 0.5 from where they started, still moving.
-    GAIN = 10.0
-
-    def __init__(self, c: ModelConfig):
-        super().__init__()
-        self.query = nn.Linear(c.hidden, c.hidden)
-        self.key = nn.Linear(c.hidden, c.hidden)
-        self.gate = nn.Linear(c.hidden, 1)
-        if c.copy_continuation:
-            # One weight per match length; each starts at 1, so a longer match already scores higher.
-            self.continuation = nn.Parameter(torch.ones(c.copy_continuation) / self.GAIN)
-        if c.copy_coverage:
-            self.coverage = nn.Parameter(torch.zeros(()))
-
-    def continuation_weights(self) -> torch.Tensor:
-        return self.continuation * self.GAIN
-
-    def coverage_weight(self) -> torch.Tensor:
-        return self.coverage * self.GAIN
-
-    def forward(self, hidden, logits, memory, history=None) -> torch.Tensor:
-        """p = g·softmax(logits) + (1 − g)·(attention mass on the source positions holding each token),
-        from final hidden states (B, T, H), the MLM head's logits (B, T, V, float32 or wider), the
-        source `memory` of `UniLM.source_memory` and the target `history` (see `UniLM.log_probs`)."""
-        keys, ids, mask = memory[:3]
-        scores = torch.matmul(self.query(hidden), keys.transpose(1, 2)).to(logits.dtype) / keys.shape[-1] ** 0.5
-        n = self.continuation.numel() if hasattr(self, "continuation") else 0
-        cover = hasattr(self, "coverage")
-        if n or cover:
-            if history is None:
-                raise ValueError("a model with copy continuation or coverage needs the target history")
-            if history.shape[-1] < n:
-                history = F.pad(history, (0, n - history.shape[-1]), value=NO_TOKEN)
-        if n:
-            prev = memory[3]  # (B, S, n)
-            w = self.continuation_weights().to(scores.dtype)
-            match = torch.ones_like(scores, dtype=torch.bool)
-            for k in range(n):
-                match = match & (prev[:, None, :, k] == history[:, :, None, k])
-                scores = scores + w[k] * match
-        if cover:
-            seen = (ids[:, None, :, None] == history[:, :, None, :]).any(-1)  # (B, T, S)
-            scores = scores + self.coverage_weight().to(scores.dtype) * seen
-        attn = torch.softmax(scores.masked_fill(~mask[:, None, :], -1e4), -1) * mask[:, None, :]
-        g = torch.sigmoid(self.gate(hidden).to(logits.dtype))
-        p = g * torch.softmax(logits, -1)
-        return p.scatter_add(-1, ids[:, None, :].expand(-1, hidden.shape[1], -1), (1 - g) * attn)
-
-
-def target_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, T, n): for each of `positions` (B, T), the target tokens fed up to and including it,
-    latest first: the inputs at p, p−1, …, p−n+1 that lie after `first` (B,), the source's [SEP];
-    NO_TOKEN elsewhere. At the source's [SEP] itself (which predicts the first target token) the
-    history is empty."""
-    back = positions[..., None] - torch.arange(n, device=positions.device)
-    ids = torch.gather(input_ids, 1, back.clamp_min(0).flatten(1)).view_as(back)
-    return ids.masked_fill(back <= first[:, None, None], NO_TOKEN)
 
 
 class BertOnlyMLMHead(nn.Module):
@@ -404,25 +325,10 @@ class UniLM(nn.Module):
         return self.cls.predictions(hidden)
 
     def source_memory(self, hidden, input_ids, segment_ids, pad_mask):
-        """What `log_probs` needs of the source: None without the copy head, else a tuple of tensors
-        whose first dimension is the batch (reorder beams with `tuple(t[idx] for t in memory)`).
-
-        `hidden` (B, S, H) are final hidden states of any prefix holding `[CLS] source [SEP]`
-        (under the UniLM mask they do not depend on the target); the pointer may pick any real
-        segment-0 position (padding excluded, whichever side it is on).
-        """
+        """What `log_probs` needs of the source: None without the copy head, else `pointer.source_memory`."""
         if not self.config.copy:
             return None
-        S = hidden.shape[1]
-        ids = input_ids[:, :S]
-        mask = (segment_ids[:, :S] == 0) & pad_mask[:, :S]
-        n = self.config.copy_continuation
-        if not n:
-            return self.cls.copy.key(hidden), ids, mask
-        # prev[b, j, k] = ids[b, j−1−k]: the tokens a copy of position j would continue.
-        back = torch.arange(S, device=ids.device)[:, None] - 1 - torch.arange(n, device=ids.device)
-        prev = ids[:, back.clamp_min(0)].masked_fill(back < 0, _NO_SOURCE)
-        return self.cls.copy.key(hidden), ids, mask, prev
+        return source_memory(self.cls.copy, self.config.copy_continuation, hidden, input_ids, segment_ids, pad_mask)
 
     def log_probs(self, hidden: torch.Tensor, memory=None, history=None) -> torch.Tensor:
         """Log-probabilities (float32, (..., V)) of the next token from final hidden states.
@@ -454,14 +360,8 @@ class UniLM(nn.Module):
         sel = batch.labels != -100
         if not self.config.copy:
             return self.log_probs(h[sel])
-        # The copy head needs (B, T, H): gather each row's target-predicting positions.
-        first = sel.float().argmax(1)
-        T = int(sel.sum(1).max())
-        pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
-        valid = torch.gather(sel, 1, pos)
-        ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
+        ht, history, valid = target_rows(h, ids, sel)
         memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
-        history = target_history(ids, first, pos, T)
         return self.log_probs(ht, memory, history)[valid]
 
     def target_loss(self, batch, *, inputs_embeds=None, input_ids=None, label_smoothing: float = 0.0,
