@@ -29,7 +29,7 @@ class ModelInit:
         raise NotImplementedError
 
 
-INITS: Registry[type[ModelInit]] = Registry("model init", ModelInit)
+INITS: Registry[type[ModelInit]] = Registry("model init", ModelInit, family="inits")
 
 
 def scratch_config(m, vocab_size: int) -> ModelConfig:

@@ -215,7 +215,7 @@ class Strategy:
         raise NotImplementedError
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("decode strategy", Strategy)
+STRATEGIES: Registry[type[Strategy]] = Registry("decode strategy", Strategy, family="strategies")
 
 
 @STRATEGIES.register()

@@ -19,11 +19,30 @@ from .errors import UserError
 T = TypeVar("T")
 
 
+# Every family of plug-ins, by the name `exposure ls` lists it under: a Registry made with a
+# `family` records itself here when its module is imported.
+FAMILIES: dict[str, "Registry"] = {}
+# The modules that make a family (`families()` imports them): a new family's module goes here.
+FAMILY_MODULES = ("exposure_cli.methods", "exposure_cli.decode", "exposure_cli.executors", "exposure_cli.tokenizers",
+                  "exposure_cli.build", "exposure_cli.diagnose")
+
+
+def families() -> dict[str, "Registry"]:
+    """Every family (name → registry), by name."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+    return dict(sorted(FAMILIES.items()))
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str, base: type | None = None):
+    def __init__(self, kind: str, base: type | None = None, family: str = ""):
         self.kind = kind  # what an entry is, for messages: "method", "decode strategy", ...
         self.base = base
         self._entries: dict[str, T | str] = {}
+        if family:  # a plug-in family, listed by `exposure ls`
+            if family in FAMILIES:
+                raise ValueError(f"plug-in family {family!r} is made twice")
+            FAMILIES[family] = self
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Class decorator: `@REGISTRY.register()` uses the class's `name` attribute."""

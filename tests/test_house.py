@@ -110,17 +110,26 @@ def test_registry_rejects_duplicates_and_foreign_classes_and_suggests_near_names
     assert reg2.get("decoder") is json.JSONDecoder and reg2.names() == ["decoder"]
 
 
-def test_every_family_is_a_registry():
-    from exposure_cli.build import INITS
-    from exposure_cli.decode import STRATEGIES
-    from exposure_cli.executors import EXECUTORS
-    from exposure_cli.methods import METHODS
-    from exposure_cli.tokenizers import TOKENIZERS
+# Some members of each family, written out by hand: the families themselves come from registry.FAMILIES.
+MEMBERS = {"methods": {"baseline", "random_replace", "gradient_penalty", "scheduled_sampling", "adversarial"},
+           "strategies": {"study", "standard"}, "executors": {"serial", "pool", "ray"},
+           "tokenizers": {"char", "wordpiece"}, "inits": {"scratch", "pretrained"},
+           "diagnostics": {"teacher_forced", "robustness", "search", "beam_curse"}}
 
-    for reg, names in [(METHODS, {"baseline", "random_replace", "gradient_penalty", "scheduled_sampling", "adversarial"}),
-                       (STRATEGIES, {"study", "standard"}), (EXECUTORS, {"serial", "pool", "ray"}),
-                       (TOKENIZERS, {"char", "wordpiece"}), (INITS, {"scratch", "pretrained"})]:
-        assert isinstance(reg, Registry) and names <= set(reg.names())
+
+def test_every_family_is_a_registry_that_families_finds_on_its_own():
+    from exposure_cli.registry import FAMILIES, families
+
+    for m in _modules():  # every module imported: every family has recorded itself
+        if m != "exposure_cli.executors.ray":
+            importlib.import_module(m)
+    assert set(FAMILIES) == set(MEMBERS)
+    for name, reg in FAMILIES.items():
+        assert isinstance(reg, Registry) and MEMBERS[name] <= set(reg.names()), name
+    # a fresh interpreter that imports only registry.families() finds every one of them
+    code = "from exposure_cli.registry import families; print(' '.join(families()))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.split() == sorted(FAMILIES), r.stdout + r.stderr
 
 
 def test_ls_lists_specs_methods_parameters_and_strategies():
@@ -133,6 +142,9 @@ def test_ls_lists_specs_methods_parameters_and_strategies():
     assert "0.3" in r.output and "ratio" in r.output and "csl.yaml" not in r.output
     r = runner.invoke(app, ["ls", "nothing"])
     assert r.exit_code == 2 and "expected one of specs, methods" in r.output
+    for family, members in MEMBERS.items():  # each family alone, listed from its registry
+        r = runner.invoke(app, ["ls", family], terminal_width=250)
+        assert r.exit_code == 0 and all(m in r.output for m in members), (family, r.output)
 
 
 def test_a_bare_spec_name_is_found_in_experiments(tmp_path, monkeypatch):

@@ -1,5 +1,4 @@
-"""`exposure run`, `exposure ls` and `exposure compare`: a spec's grid, what can go in a spec, and the
-regression check of a table against a committed one."""
+"""`exposure run`: a spec's grid of runs, then its summary and tables."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from ..errors import UserError
 
@@ -92,95 +90,3 @@ def run(
             err_console.print(f"[red]failed:[/] {f['method']} seed {f['seed']}: {f['reason']}", highlight=False)
         err_console.print("rerun with --retry-failed to start the failed runs over", highlight=False)
         raise typer.Exit(1)
-
-
-@app.command("ls")
-def ls(
-    what: Optional[str] = typer.Argument(None, help="Only this part: specs, methods, strategies, executors, "
-                                         "tokenizers or inits."),
-):
-    """List what a spec can use: the packaged specs, every method with each parameter's default and
-    meaning, the decode strategies, executors, tokenizers and model initialisations."""
-    from ..spec import packaged_specs
-
-    parts = {"specs": _ls_specs, "methods": _ls_methods, "strategies": _ls_family("decode strategies"),
-             "executors": _ls_family("executors"), "tokenizers": _ls_family("tokenizers"),
-             "inits": _ls_family("inits")}
-    if what is not None and what not in parts:
-        raise UserError(f"{what}: expected one of {', '.join(parts)}")
-    for key, show in parts.items():
-        if what in (None, key):
-            show() if key != "specs" else show(packaged_specs())
-
-
-def _ls_specs(specs: dict) -> None:
-    t = Table(title="specs (exposure run NAME; ./experiments first, then the packaged ones)")
-    t.add_column("name")
-    t.add_column("what")
-    for name, path in specs.items():
-        t.add_row(name, _first_comment(path))
-    console.print(t)
-
-
-def _first_comment(path: Path) -> str:
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").rstrip())
-    return " ".join(lines).split(". ")[0][:160]
-
-
-def _ls_methods() -> None:
-    from ..methods import METHODS
-    from ..typed import describe
-
-    t = Table(title="methods (methods: [name, {name: {param: value}}])")
-    for col in ("method", "parameter", "default", "meaning"):
-        t.add_column(col, overflow="fold")
-    for name in METHODS.names():
-        cls = METHODS.get(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        params = describe(cls)
-        if not params:
-            t.add_row(name, "", "", doc)
-        for i, f in enumerate(params):
-            meaning = f.help + (f" ({' | '.join(f.choices)})" if f.choices else "")
-            t.add_row(name if i == 0 else "", f.name, str(f.default), meaning)
-    console.print(t)
-
-
-def _ls_family(title: str):
-    def show() -> None:
-        from ..build import INITS
-        from ..decode import STRATEGIES
-        from ..executors import EXECUTORS
-        from ..tokenizers import TOKENIZERS
-
-        registry = {"decode strategies": STRATEGIES, "executors": EXECUTORS, "tokenizers": TOKENIZERS,
-                    "inits": INITS}[title]
-        console.print(f"[bold]{title}:[/] {', '.join(registry.names())}", highlight=False)
-
-    return show
-
-
-@app.command()
-def compare(
-    run_dir: str = typer.Argument(..., help="A run output directory (with summary.json) or a summary.json."),
-    reference: str = typer.Argument(..., help="The reference summary.json, e.g. results/smoke.json."),
-    tol: float = typer.Option(0.5, min=0, help="Largest allowed difference of a cell's mean, in ×100 points."),
-    delta_tol: Optional[float] = typer.Option(None, min=0, help="Largest allowed difference of a method's "
-                                              "difference to baseline and of its interval's ends, ×100; default "
-                                              "--tol. A flipped significance mark always fails."),
-):
-    """Check a run's table against a committed reference: exit 1 and list every cell that drifted."""
-    from .. import report
-
-    problems = report.compare(report.load_summary(run_dir), report.load_summary(reference), tol, delta_tol)
-    if problems:
-        for p in problems:
-            console.print(f"[red]✗[/] {p}", highlight=False)
-        raise typer.Exit(1)
-    d = tol if delta_tol is None else delta_tol
-    console.print(f"[green]✓[/] every cell within {tol} and every difference to baseline within {d} of {reference}",
-                  highlight=False)

@@ -111,7 +111,7 @@ class Diagnostic:
         return self.note
 
 
-DIAGNOSTICS: Registry[type[Diagnostic]] = Registry("diagnostic", Diagnostic)
+DIAGNOSTICS: Registry[type[Diagnostic]] = Registry("diagnostic", Diagnostic, family="diagnostics")
 
 
 def diagnostics(opts: Options) -> list[Diagnostic]:

@@ -143,4 +143,4 @@ class Executor:
         raise NotImplementedError
 
 
-EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
+EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor, family="executors")

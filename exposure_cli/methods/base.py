@@ -56,7 +56,7 @@ class Method:
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
 
-METHODS: Registry[type[Method]] = Registry("method", Method)
+METHODS: Registry[type[Method]] = Registry("method", Method, family="methods")
 register = METHODS.register()
 
 

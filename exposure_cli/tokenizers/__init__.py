@@ -5,6 +5,6 @@ from ..registry import Registry
 from .base import SPECIALS, Tokenizer  # noqa: F401
 from .char import CharTokenizer, normalize  # noqa: F401
 
-TOKENIZERS: Registry[type[Tokenizer]] = Registry("tokenizer", Tokenizer)
+TOKENIZERS: Registry[type[Tokenizer]] = Registry("tokenizer", Tokenizer, family="tokenizers")
 TOKENIZERS.add("char", CharTokenizer)
 TOKENIZERS.add("wordpiece", "exposure_cli.tokenizers.wordpiece:WordPieceTokenizer")
