@@ -186,13 +186,18 @@ def _flat(col: Col, v) -> dict:
     return {n: "" if v is None else v}
 
 
+def _md_cell(text: str) -> str:
+    """A markdown table cell: a literal | would end the cell and split the column."""
+    return text.replace("|", "\\|")
+
+
 def markdown(mx: Matrix) -> str:
     lines = [f"# {mx.title}"]
     for group, cols, rows in mx.sections():
         if mx.notes.get(group):
             lines += ["", mx.notes[group]]
-        lines += ["", "| " + " | ".join(c.header for c in cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(fmt(c, r.get(c.key)) for c in cols) + " |" for r in rows]
+        lines += ["", "| " + " | ".join(_md_cell(c.header) for c in cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_md_cell(fmt(c, r.get(c.key))) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
