@@ -215,6 +215,74 @@ def test_a_model_that_ignores_its_prefix_has_zero_sensitivity(plain, pairs):
                 assert d[f"{kind}_sensitivity_nll"] > 0
 
 
+def test_robustness_drops_are_those_of_a_hand_injected_corrupted_pass(plain, pairs):
+    """The k = 1, 2, 3 drops and rises against each example scored alone, here: its gold target fed
+    with the first k planned positions (the plan's positions; the model-made token rebuilt from the
+    clean logits as the best non-special, non-gold one) replaced, full-sequence logits, and the
+    tokens that see exactly k errors before them; pooled over examples. The sensitivity is
+    numpy.polyfit's slope of those drops over k = 0…3."""
+    model, tok = plain
+    opts = dg.Options(beams=(1,))
+    ctx = dg.Context(_run(model, tok, pairs, beams=(1,)), opts)
+    rob = dg.Robustness(opts)
+    v = {k: r.value for k, r in rob.stats(ctx).items()}
+    d = rob.derive(v)
+    special = dg.special_ids(tok)
+    hits = {kind: {k: [0, 0, 0.0, 0.0, 0] for k in (1, 2, 3)} for kind in dg.KINDS}  # clean, corrupt, nll ×2, n
+
+    def pass_(prompt, fed):
+        ids = torch.tensor([prompt + fed])
+        seg = torch.tensor([[0] * len(prompt) + [1] * len(fed)])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids, seg, torch.ones_like(ids, dtype=torch.bool))[0].double(), -1)
+        return logp[len(prompt) - 1: len(prompt) - 1 + len(fed)]  # row j predicts target token j
+
+    for i, source in enumerate(ctx.run.sources):
+        prompt = [tok.cls_id] + tok.encode(source)[:SOURCE] + [tok.sep_id]
+        gold = tok.encode(ctx.run.references[i])[: DECODE_LEN - 1] + [tok.sep_id]
+        assert prompt == ctx.prompts[i] and gold == ctx.gold[i]
+        clean = pass_(prompt, gold)
+        others = clean.clone()
+        others[:, special] = -math.inf
+        others[torch.arange(len(gold)), gold] = -math.inf
+        wrong = others.argmax(-1).numpy()
+        pos, tokens = dg.injection_plan(gold, wrong, ctx.ordinary, opts.seed, i, 3)
+        assert tokens["model"].tolist() == wrong[pos].tolist()
+        for kind in dg.KINDS:
+            fed = list(gold)
+            for j, t in zip(pos, tokens[kind]):
+                fed[j] = int(t)
+            corrupt = pass_(prompt, fed)
+            for j, g in enumerate(gold):
+                k = sum(p < j for p in pos)  # errors among the inputs that predict token j
+                if k:
+                    h = hits[kind][k]
+                    h[0] += int(clean[j].argmax() == g)
+                    h[1] += int(corrupt[j].argmax() == g)
+                    h[2] += -clean[j, g].item()
+                    h[3] += -corrupt[j, g].item()
+                    h[4] += 1
+    for kind in dg.KINDS:
+        drops = [0.0] + [100 * (h[0] - h[1]) / h[4] for h in hits[kind].values()]
+        rises = [0.0] + [(h[3] - h[2]) / h[4] for h in hits[kind].values()]
+        assert [d[f"{kind}_drop_k{k}"] for k in (0, 1, 2, 3)] == pytest.approx(drops, abs=1e-9), kind
+        assert [v[f"{kind}_k{k}_nll"] - v[f"{kind}_k{k}_clean_nll"] for k in (0, 1, 2, 3)] == \
+            pytest.approx(rises, abs=1e-5), kind
+        assert d[f"{kind}_sensitivity"] == pytest.approx(np.polyfit([0, 1, 2, 3], drops, 1)[0], abs=1e-9)
+        assert d[f"{kind}_sensitivity_nll"] == pytest.approx(np.polyfit([0, 1, 2, 3], rises, 1)[0], abs=1e-5)
+        assert min(rises[1:]) > 0.01  # errors hurt: the check compares numbers that are not all zero
+
+
+def test_slope_is_numpys_least_squares_fit():
+    rng = np.random.default_rng(0)
+    ks = [0, 1, 2, 5]
+    ys = rng.normal(size=4)
+    assert dg.slope(ks, list(ys)) == pytest.approx(np.polyfit(ks, ys, 1)[0], rel=1e-12)
+    arrays = [rng.normal(size=7) for _ in ks]  # the bootstrap's resampled values: one fit per column
+    assert np.allclose(dg.slope(ks, arrays), np.polyfit(ks, np.stack(arrays), 1)[0], rtol=1e-12)
+    assert math.isnan(dg.slope([2], [1.0])) and math.isnan(dg.slope([1, 1], [1.0, 2.0]))
+
+
 def test_the_articles_worked_example_is_one_beam_curse_and_one_model_error():
     """Target (a, b); greedy outputs it (0.6 · 0.55 = 0.33), beam 2 outputs (c, d) (0.4 · 0.9 = 0.36)."""
     out = {b: beam_search(worked_example_step, 1, b, 3, EXAMPLE_SEP)[0][0] for b in (1, 2)}
