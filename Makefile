@@ -4,8 +4,9 @@ PY       := $(VENV)/bin/python
 EXPOSURE := $(VENV)/bin/exposure
 # The CPU wheel that lies on this disk; a looser pin would pull a multi-GB CUDA build.
 TORCH    ?= torch==2.13.0
-# Optional extras installed with the package: test (reference packages), ray (--executor ray).
-EXTRAS   ?= test,ray
+# Optional extras installed with the package: test (reference packages), ray (--executor ray),
+# tensorboard (exposure run --tensorboard).
+EXTRAS   ?= test,ray,tensorboard
 # Use the shared copy of the upstream files when it is there, so nothing is downloaded.
 EXPOSURE_DATA_MIRROR ?= $(wildcard ../shared/data/raw)
 export EXPOSURE_DATA_MIRROR

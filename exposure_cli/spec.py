@@ -95,6 +95,8 @@ class TrainSpec:
     checkpoint_seconds: float = param(120.0, "also save a resumable checkpoint every this many seconds of "
                                       "training (epoch ends always save one); 0 = only at epoch ends")
     log_every: int = param(20, "optimizer steps between lines of train.jsonl")
+    tensorboard: bool = param(False, "also write train.jsonl's curves as TensorBoard event files in each run's "
+                              "tensorboard/ (needs the tensorboard extra)")
     needs_gpu: bool = param(False, "a profile sized for a GPU: without CUDA `exposure run` stops and prints how "
                             "long a CPU run would take, unless --device cpu is given")
     cpu_step_seconds: float | None = param(None, "with needs_gpu: seconds of one training step measured on a CPU "

@@ -92,6 +92,7 @@ class Run:
     last_save: float = field(default_factory=time.perf_counter)
     tokens_per_s: float = 0.0  # training speed over the last epoch (for the log)
     amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
+    events: object | None = None  # tensorboard.EventMirror with train.tensorboard: each log record also goes there
 
     @property
     def label(self) -> str:
@@ -237,10 +238,17 @@ def train_step(run: Run, batch, log) -> float:
     run.sched.step()
     st.step += 1
     if st.step % t.log_every == 0:
-        log.write(json.dumps({"step": st.step, "epoch": st.epoch + 1, "loss": value, **logs,
-                              "lr": run.sched.get_last_lr()[0]}) + "\n")
-        log.flush()
+        write_log(run, log, {"step": st.step, "epoch": st.epoch + 1, "loss": value, **logs,
+                             "lr": run.sched.get_last_lr()[0], "grad_norm": norm.item()})
     return value
+
+
+def write_log(run: Run, log, record: dict) -> None:
+    """One line of train.jsonl (the source of truth), mirrored to TensorBoard when asked for."""
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    if run.events:
+        run.events.add(record)
 
 
 def train_epoch(run: Run, report: Report = _no_report) -> None:
@@ -287,8 +295,8 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
         fileio.torch_save(run.dir / rundir.BEST, {"model": run.model.state_dict(), "config": asdict(run.model.config),
                                                 "epoch": st.epoch, "dev": dev})
     with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
-        log.write(json.dumps({"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
-                              "dev_seconds": round(time.perf_counter() - t0, 2)}) + "\n")
+        write_log(run, log, {"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
+                             "dev_seconds": round(time.perf_counter() - t0, 2)})
     save_last(run)
     report(info=f"ep {st.epoch} dev bleu {dev['bleu']:.2f} (best {st.best_bleu:.2f})")
     return dev
@@ -329,6 +337,10 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}
     run = prepare_run(spec, method_spec, seed, run_dir, device)
+    if spec.train.tensorboard:
+        from .tensorboard import EventMirror
+
+        run.events = EventMirror(run_dir, run.total_steps // spec.train.epochs)
     report(total=run.total_steps, completed=run.state.step, info="")
     try:
         while run.state.epoch < spec.train.epochs:
@@ -338,4 +350,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
         fileio.write_json(failed, e.record)
         report(info=f"[red]failed: {e}")
         return {"method": run.label, "seed": seed, "failed": e.record}
+    finally:
+        if run.events:
+            run.events.close()
     return evaluate_run(run, report)

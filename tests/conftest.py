@@ -72,6 +72,33 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """Splits of tiny.py's copy task (train 2,000, dev 240, test 60 pairs), for tests that need a few
+    pairs but not the real data."""
+    from tiny import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(synthetic_data):
+    """tiny_trained(steps, **options) → (model, tok): tiny.py's 2 × 64 UniLM trained on the
+    synthetic split, once per session for each setting (test_decode and test_diagnose share them).
+    The models are in eval mode; a test that changes a model's mode puts it back."""
+    from tiny import train_tiny
+
+    cache = {}
+
+    def get(steps: int = 300, **options):
+        key = (steps, tuple(sorted(options.items())))
+        if key not in cache:
+            cache[key] = train_tiny(synthetic_data, steps, **options)
+        return cache[key]
+
+    return get
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain nothing from threads, and on a shared 2-core machine two threads that wait on

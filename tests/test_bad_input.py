@@ -8,7 +8,6 @@ needs and returns a dict of names to substitute into args (`{spec}`, `{run}`, ..
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from pathlib import Path
@@ -308,4 +307,7 @@ def test_every_command_has_bad_input_rows():
     covered = {c[1][0] for c in CASES}
     assert commands <= covered, commands - covered
     assert {"fetch", "prepare"} <= {c[1][1] for c in CASES if c[1][0] == "data"}
-    assert json.dumps(CASES, default=str)  # every row is plain data
+    # every row is (unique name, argv of strings, expected message, a setup function or None)
+    assert len({c[0] for c in CASES}) == len(CASES)
+    assert all(isinstance(a, str) for c in CASES for a in c[1]) and all(isinstance(c[2], str) and c[2] for c in CASES)
+    assert all(c[3] is None or callable(c[3]) for c in CASES)

@@ -1,10 +1,10 @@
 """Decoding: the batched, cached beam search gives exactly what the slow full-recompute reference
 gives (tokens, and scores to 1e-5) on a small trained UniLM; the article's worked example; the
-engine's bookkeeping; spec options; `exposure generate`, `demo` and `bench decode`."""
+engine's bookkeeping; spec options; `exposure generate`, `demo` and `bench decode`. The trained
+models are conftest's `tiny_trained` (no shared data)."""
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -12,65 +12,42 @@ import yaml
 from typer.testing import CliRunner
 
 from exposure_cli.bench import reference_decode as ref
-from exposure_cli.batching import collate, encode_examples
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.decode import UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids
 from exposure_cli.demo import EXAMPLE_SEP, worked_example_step
 from exposure_cli.errors import UserError
 from exposure_cli.metrics import study_scores
-from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.spec import spec_from_dict
-from exposure_cli.tokenizers import CharTokenizer
+from tiny import SOURCE, TARGET
 
 runner = CliRunner()
-MAX_SOURCE, MAX_TARGET, MAX_LEN = 160, 32, 32
+MAX_SOURCE, MAX_TARGET, MAX_LEN = SOURCE, TARGET, 32
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _train_small(prepared_data, steps=300, **options):
-    train = read_pairs(prepared_data / "csl/train.tsv")
-    tok = CharTokenizer.build(t for p in train for t in (p.source, p.target))
-    torch.manual_seed(0)
-    model = UniLM(ModelConfig(vocab_size=len(tok), hidden=64, layers=2, heads=2, max_positions=MAX_SOURCE + 2 + MAX_TARGET,
-                              dropout=0.0, **options))
-    ex = encode_examples(tok, train, MAX_SOURCE, MAX_TARGET)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    rng = random.Random(0)
-    model.train()
-    for _ in range(steps):
-        batch = collate(rng.sample(ex, 16), tok.pad_id)
-        loss = model.target_loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    assert loss.item() < 6.0
-    return model, tok
+@pytest.fixture(scope="module")
+def trained(tiny_trained):
+    """A 2 × 64 UniLM trained for 300 steps on the synthetic copy task: a peaked, non-trivial distribution."""
+    return tiny_trained(300)
 
 
 @pytest.fixture(scope="module")
-def trained(prepared_data):
-    """A 2 × 64 UniLM trained for 300 steps on real CSL pairs: a peaked, non-trivial distribution."""
-    return _train_small(prepared_data)
-
-
-@pytest.fixture(scope="module")
-def trained_copy(prepared_data):
+def trained_copy(tiny_trained):
     """The same with the CPU profile's options: a copy pointer over the source with its continuation
     and coverage terms (whose target history the cached search must carry along each beam), and
     pre-LN blocks."""
-    return _train_small(prepared_data, steps=200, copy=True, copy_continuation=3, copy_coverage=True, pre_ln=True)
+    return tiny_trained(200, copy=True, copy_continuation=3, copy_coverage=True, pre_ln=True)
 
 
 @pytest.fixture(scope="module")
-def sources(trained, prepared_data):
-    """Real dev sources cut to very different lengths (3 … 160 characters), so batches mix them."""
+def sources(trained, synthetic_data):
+    """Dev sources cut to very different lengths (3 … 160 characters), so batches mix them."""
     _, tok = trained
     cuts = [3, 160, 20, 90, 8, 140, 45, 160, 1, 120]
-    texts = [p.source[: cuts[i % len(cuts)]] for i, p in enumerate(read_pairs(prepared_data / "csl/dev.tsv")[:240])]
+    texts = [p.source[: cuts[i % len(cuts)]] for i, p in enumerate(read_pairs(synthetic_data / "dev.tsv")[:240])]
     return [tok.encode_pair(t, None, MAX_SOURCE, 0)[0] for t in texts]
 
 
@@ -142,11 +119,11 @@ def test_batching_does_not_change_results(trained, sources):
     assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in c], "preallocated vs concatenated cache")
 
 
-def test_bf16_decoding_mostly_agrees_with_fp32(trained, prepared_data):
+def test_bf16_decoding_mostly_agrees_with_fp32(trained, synthetic_data):
     """bf16 rounds every activation to 8 bits of mantissa, so a near-tie between two tokens may
     flip; on a trained model most outputs must still be the fp32 ones, and the rest close to them."""
     model, tok = trained
-    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:60]]
+    texts = [p.source for p in read_pairs(synthetic_data / "dev.tsv")[:60]]
     fp32 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = decode_texts(model, tok, texts, 2, MAX_SOURCE, MAX_LEN, batch_size=7)
@@ -299,9 +276,9 @@ def run_dir(trained, tmp_path):
     return d
 
 
-def test_generate_file_and_nbest(trained, run_dir, tmp_path, prepared_data):
+def test_generate_file_and_nbest(trained, run_dir, tmp_path, synthetic_data):
     model, tok = trained
-    texts = [p.source for p in read_pairs(prepared_data / "csl/dev.tsv")[:5]]
+    texts = [p.source for p in read_pairs(synthetic_data / "dev.tsv")[:5]]
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = tmp_path / "out.txt"

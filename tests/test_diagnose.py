@@ -1,4 +1,4 @@
-"""`exposure diagnose`: on tiny models trained for a few seconds on real CSL pairs, numbers that can
+"""`exposure diagnose`: on tiny models trained for a few seconds on a synthetic copy task, numbers that can
 be checked by hand or against an independent computation: the teacher-forced NLL is the training
 loss, k = 0 errors is the teacher-forced condition, the rescored output is the decoder's own score,
 injections are a function of the seed, a model blind to its prefix has zero sensitivity, and the
@@ -6,7 +6,6 @@ article's worked example is one beam curse; then the command end to end and its 
 
 import json
 import math
-import random
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,22 +15,22 @@ import torch
 from typer.testing import CliRunner
 
 from exposure_cli import diagnose as dg
-from exposure_cli.batching import collate, encode_examples
+from exposure_cli.batching import collate
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.decode import beam_search, decode_hypotheses, generate_ids
 from exposure_cli.demo import EXAMPLE_SEP, EXAMPLE_VOCAB, worked_example_step
 from exposure_cli.metrics import study_per_example
-from exposure_cli.model import ModelConfig, UniLM
+from exposure_cli.model import UniLM
 from exposure_cli.predictions import write_hypotheses, write_predictions
 from exposure_cli.registry import Registry
 from exposure_cli.tables import markdown
 from exposure_cli.spec import MethodSpec, spec_from_dict
-from exposure_cli.tokenizers import CharTokenizer
 from exposure_cli.train import write_run_spec
+from tiny import SOURCE, TARGET
 
 runner = CliRunner()
-SOURCE, TARGET = 48, 32  # model positions: [CLS] 48 [SEP] + 32
+# conftest's tiny_trained models (tiny.py): [CLS] 160 [SEP] + 32 positions
 DECODE_LEN = 12  # short, so that some outputs are cut off unfinished
 N = 24  # dev examples diagnosed
 
@@ -40,42 +39,25 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(**decode):
-    return spec_from_dict({"name": "t", "model": {"layers": 2, "hidden": 32, "heads": 2, "max_len": SOURCE + 2 + TARGET,
+    return spec_from_dict({"name": "t", "model": {"layers": 2, "hidden": 64, "heads": 2, "max_len": SOURCE + 2 + TARGET,
                                                   "max_source_len": SOURCE, "max_target_len": TARGET},
                            "decode": {"max_len": DECODE_LEN, **decode}})
 
 
-def _train(prepared_data, steps, **options):
-    train = read_pairs(prepared_data / "csl/train.tsv")
-    tok = CharTokenizer.build(t for p in train for t in (p.source, p.target))
-    torch.manual_seed(0)
-    model = UniLM(ModelConfig(vocab_size=len(tok), hidden=32, layers=2, heads=2, max_positions=SOURCE + 2 + TARGET,
-                              dropout=0.0, **options))
-    ex = encode_examples(tok, train, SOURCE, TARGET)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng = random.Random(0)
-    for _ in range(steps):
-        loss = model.target_loss(collate(rng.sample(ex, 16), tok.pad_id))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), tok
+@pytest.fixture(scope="module")
+def plain(tiny_trained):
+    return tiny_trained(300)
 
 
 @pytest.fixture(scope="module")
-def plain(prepared_data):
-    return _train(prepared_data, 150)
-
-
-@pytest.fixture(scope="module")
-def copying(prepared_data):
+def copying(tiny_trained):
     """The CPU profile's head: a copy pointer whose continuation and coverage terms read the target fed."""
-    return _train(prepared_data, 100, copy=True, copy_continuation=3, copy_coverage=True, pre_ln=True)
+    return tiny_trained(200, copy=True, copy_continuation=3, copy_coverage=True, pre_ln=True)
 
 
 @pytest.fixture(scope="module")
-def pairs(prepared_data):
-    return read_pairs(prepared_data / "csl/dev.tsv")[:N]
+def pairs(synthetic_data):
+    return read_pairs(synthetic_data / "dev.tsv")[:N]
 
 
 def _run(model, tok, pairs, beams=(1, 2, 3), method="baseline"):
@@ -137,8 +119,9 @@ def test_the_score_of_an_output_is_the_decoders_own(which, request, pairs):
 def test_a_target_one_position_too_long_drops_its_unused_last_column(plain, pairs):
     """decode.max_len may fill every position: the prompt plus a full target is then one longer."""
     model, tok = plain
-    prompt = [tok.cls_id] + tok.encode(pairs[0].source)[:SOURCE] + [tok.sep_id]
-    target = tok.encode(pairs[1].source)[: TARGET] + [tok.sep_id]  # 33 tokens: 50 + 33 = 83 > 82
+    longest = max(pairs, key=lambda p: len(p.source)).source
+    prompt = [tok.cls_id] + tok.encode(longest)[:SOURCE] + [tok.sep_id]
+    target = tok.encode(longest)[: TARGET] + [tok.sep_id]  # 33 tokens: 162 + 33 = 195 > 194
     assert len(prompt) + len(target) == model.config.max_positions + 1
     (s,) = dg.score_targets(model, [prompt], [target])
     (t,) = dg.score_targets(model, [prompt], [target[:-1]])  # the same predictions but the last
@@ -215,6 +198,74 @@ def test_a_model_that_ignores_its_prefix_has_zero_sensitivity(plain, pairs):
                 assert d[f"{kind}_sensitivity_nll"] > 0
 
 
+def test_robustness_drops_are_those_of_a_hand_injected_corrupted_pass(plain, pairs):
+    """The k = 1, 2, 3 drops and rises against each example scored alone, here: its gold target fed
+    with the first k planned positions (the plan's positions; the model-made token rebuilt from the
+    clean logits as the best non-special, non-gold one) replaced, full-sequence logits, and the
+    tokens that see exactly k errors before them; pooled over examples. The sensitivity is
+    numpy.polyfit's slope of those drops over k = 0…3."""
+    model, tok = plain
+    opts = dg.Options(beams=(1,))
+    ctx = dg.Context(_run(model, tok, pairs, beams=(1,)), opts)
+    rob = dg.Robustness(opts)
+    v = {k: r.value for k, r in rob.stats(ctx).items()}
+    d = rob.derive(v)
+    special = dg.special_ids(tok)
+    hits = {kind: {k: [0, 0, 0.0, 0.0, 0] for k in (1, 2, 3)} for kind in dg.KINDS}  # clean, corrupt, nll ×2, n
+
+    def pass_(prompt, fed):
+        ids = torch.tensor([prompt + fed])
+        seg = torch.tensor([[0] * len(prompt) + [1] * len(fed)])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids, seg, torch.ones_like(ids, dtype=torch.bool))[0].double(), -1)
+        return logp[len(prompt) - 1: len(prompt) - 1 + len(fed)]  # row j predicts target token j
+
+    for i, source in enumerate(ctx.run.sources):
+        prompt = [tok.cls_id] + tok.encode(source)[:SOURCE] + [tok.sep_id]
+        gold = tok.encode(ctx.run.references[i])[: DECODE_LEN - 1] + [tok.sep_id]
+        assert prompt == ctx.prompts[i] and gold == ctx.gold[i]
+        clean = pass_(prompt, gold)
+        others = clean.clone()
+        others[:, special] = -math.inf
+        others[torch.arange(len(gold)), gold] = -math.inf
+        wrong = others.argmax(-1).numpy()
+        pos, tokens = dg.injection_plan(gold, wrong, ctx.ordinary, opts.seed, i, 3)
+        assert tokens["model"].tolist() == wrong[pos].tolist()
+        for kind in dg.KINDS:
+            fed = list(gold)
+            for j, t in zip(pos, tokens[kind]):
+                fed[j] = int(t)
+            corrupt = pass_(prompt, fed)
+            for j, g in enumerate(gold):
+                k = sum(p < j for p in pos)  # errors among the inputs that predict token j
+                if k:
+                    h = hits[kind][k]
+                    h[0] += int(clean[j].argmax() == g)
+                    h[1] += int(corrupt[j].argmax() == g)
+                    h[2] += -clean[j, g].item()
+                    h[3] += -corrupt[j, g].item()
+                    h[4] += 1
+    for kind in dg.KINDS:
+        drops = [0.0] + [100 * (h[0] - h[1]) / h[4] for h in hits[kind].values()]
+        rises = [0.0] + [(h[3] - h[2]) / h[4] for h in hits[kind].values()]
+        assert [d[f"{kind}_drop_k{k}"] for k in (0, 1, 2, 3)] == pytest.approx(drops, abs=1e-9), kind
+        assert [v[f"{kind}_k{k}_nll"] - v[f"{kind}_k{k}_clean_nll"] for k in (0, 1, 2, 3)] == \
+            pytest.approx(rises, abs=1e-5), kind
+        assert d[f"{kind}_sensitivity"] == pytest.approx(np.polyfit([0, 1, 2, 3], drops, 1)[0], abs=1e-9)
+        assert d[f"{kind}_sensitivity_nll"] == pytest.approx(np.polyfit([0, 1, 2, 3], rises, 1)[0], abs=1e-5)
+        assert min(rises[1:]) > 0.01  # errors hurt: the check compares numbers that are not all zero
+
+
+def test_slope_is_numpys_least_squares_fit():
+    rng = np.random.default_rng(0)
+    ks = [0, 1, 2, 5]
+    ys = rng.normal(size=4)
+    assert dg.slope(ks, list(ys)) == pytest.approx(np.polyfit(ks, ys, 1)[0], rel=1e-12)
+    arrays = [rng.normal(size=7) for _ in ks]  # the bootstrap's resampled values: one fit per column
+    assert np.allclose(dg.slope(ks, arrays), np.polyfit(ks, np.stack(arrays), 1)[0], rtol=1e-12)
+    assert math.isnan(dg.slope([2], [1.0])) and math.isnan(dg.slope([1, 1], [1.0, 2.0]))
+
+
 def test_the_articles_worked_example_is_one_beam_curse_and_one_model_error():
     """Target (a, b); greedy outputs it (0.6 · 0.55 = 0.33), beam 2 outputs (c, d) (0.4 · 0.9 = 0.36)."""
     out = {b: beam_search(worked_example_step, 1, b, 3, EXAMPLE_SEP)[0][0] for b in (1, 2)}
@@ -286,9 +337,9 @@ def _write_run(out, model, tok, pairs, label, seed, beams=(1, 2, 3), dev=None):
     return d
 
 
-def test_diagnose_writes_every_run_and_the_comparison(plain, copying, pairs, tmp_path, prepared_data):
+def test_diagnose_writes_every_run_and_the_comparison(plain, copying, pairs, tmp_path, synthetic_data):
     out = tmp_path / "out"
-    dev = prepared_data / "csl/dev.tsv"
+    dev = synthetic_data / "dev.tsv"
     runs = [_write_run(out, *plain, pairs, "baseline", 0, dev=dev),
             _write_run(out, *copying, pairs, "random_replace", 0, dev=dev)]
     (out / "random_replace" / "seed1").mkdir()  # unfinished: no metrics.json, skipped

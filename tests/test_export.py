@@ -123,7 +123,30 @@ def _check_export(run_dir, tmp_path, prepared_data):
     theirs = [tok.decode(g) for g in gen]
     assert theirs == ours
     assert any(ours)  # something was generated
+    _check_logits(hf, run_dir, prepared_data)
     return ours
+
+
+def _check_logits(hf, run_dir, prepared_data):
+    """Teacher-forced logits of real test pairs, at every real position of a padded batch: the
+    exported BertForMaskedLM's (UniLM mask as a 4-D additive mask) against the run's own model."""
+    from exposure_cli.batching import collate, encode_examples
+    from exposure_cli.generate import load_run
+
+    model, tok, spec = load_run(run_dir, "cpu")
+    from exposure_cli.data import Pair
+
+    pairs = [Pair(p.source[:n], p.target) for p, n in zip(read_pairs(prepared_data / "csl/test.tsv"), (20, 90, 5, 60))]
+    batch = collate(encode_examples(tok, pairs, spec.model.source_len(), spec.model.max_target_len), tok.pad_id)
+    mask = unilm_mask(batch.segment_ids, batch.pad_mask)
+    additive = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    with torch.no_grad():
+        ours = model.eval()(batch.input_ids, batch.segment_ids, batch.pad_mask)
+        theirs = hf(input_ids=batch.input_ids, token_type_ids=batch.segment_ids, attention_mask=additive).logits
+    assert (~batch.pad_mask).any()  # padding present: the masks line up
+    real = batch.pad_mask
+    torch.testing.assert_close(theirs[real], ours[real], rtol=2e-5, atol=2e-5)  # fp32 noise: 4e-6
+    assert ours[real].std() > 0.1  # trained logits, not a constant
 
 
 def test_an_exported_pretrained_run_decodes_in_transformers_as_generate_does(pretrained_run, tmp_path, prepared_data):
@@ -146,4 +169,20 @@ def test_a_run_with_a_copy_head_is_refused(scratch_run, tmp_path):
     assert r.exit_code == 2
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "copy head (model.copy: true)" in err and "BertForMaskedLM" in err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_a_pre_ln_run_is_refused(scratch_run, tmp_path):
+    run = tmp_path / "pre-ln"
+    shutil.copytree(scratch_run, run)
+    ck = torch.load(run / "best.pt", weights_only=True)
+    from exposure_cli.model import ModelConfig, UniLM
+
+    config = {**ck["config"], "pre_ln": True}  # the same parameter names: only the config tells
+    torch.save({**ck, "config": config}, run / "best.pt")
+    assert set(UniLM(ModelConfig(**config)).state_dict()) == set(ck["model"])
+    r = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "hf")])
+    assert r.exit_code == 2
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "pre-LN (model.pre_ln: true)" in err and "post-LN" in err
     assert not (tmp_path / "hf").exists()

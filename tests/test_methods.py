@@ -26,25 +26,47 @@ runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def ctx(step=0, total=10, seed=0):
-    return StepContext(step, total, torch.Generator().manual_seed(seed), random.Random(seed))
+def ctx(step=0, total=10, seed=0, label_smoothing=0.0):
+    return StepContext(step, total, torch.Generator().manual_seed(seed), random.Random(seed), label_smoothing)
 
 
-def tiny_model(dtype=torch.float64, vocab=40, seed=0, hidden=16, layers=2):
+def tiny_model(dtype=torch.float64, vocab=40, seed=0, hidden=16, layers=2, **options):
     torch.manual_seed(seed)
-    m = UniLM(ModelConfig(vocab_size=vocab, hidden=hidden, layers=layers, heads=2, max_positions=64, dropout=0.0))
+    m = UniLM(ModelConfig(vocab_size=vocab, hidden=hidden, layers=layers, heads=2, max_positions=64, dropout=0.0,
+                          **options))
     return m.to(dtype).train()
 
 
-def tiny_batch(n=4, vocab=40, seed=0):
+def tiny_batch(n=4, vocab=40, seed=0, copying=False):
+    """n random examples; with `copying` each target is a span of its source, so a copy pointer's
+    continuation and coverage terms fire."""
     g = torch.Generator().manual_seed(seed)
     ex = []
     for _ in range(n):
         s, t = int(torch.randint(3, 9, (1,), generator=g)), int(torch.randint(2, 6, (1,), generator=g))
         src = torch.randint(5, vocab, (s,), generator=g).tolist()
         tgt = torch.randint(5, vocab, (t,), generator=g).tolist()
+        if copying:
+            start = int(torch.randint(0, max(1, s - t + 1), (1,), generator=g))
+            tgt = (src[start:] + tgt)[:t]
         ex.append(([2] + src + [3] + tgt + [3], [0] * (s + 2) + [1] * (t + 1)))
     return collate(ex)
+
+
+def chi_square(observed: torch.Tensor, expected: torch.Tensor) -> tuple[float, int]:
+    """Pearson's statistic and its degrees of freedom over bins expected to hold at least 5."""
+    keep = expected >= 5
+    o, e = observed[keep].double(), expected[keep].double()
+    e = e * o.sum() / e.sum()
+    return ((o - e) ** 2 / e).sum().item(), int(keep.sum()) - 1
+
+
+def chi2_999(df: int) -> float:
+    """The chi-square distribution's 0.999 quantile, Wilson-Hilferty's approximation (within 1% of
+    scipy.stats.chi2.ppf for df ≥ 9: 28.06 vs 27.88 at 9, 59.80 vs 59.70 at 30): a correct sampler
+    exceeds it once in a thousand seeds; the seeds here are fixed."""
+    a = 2 / (9 * df)
+    return df * (1 - a + 3.0902 * a ** 0.5) ** 3
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -127,6 +149,40 @@ def test_random_replace_target_pool_draws_only_target_tokens():
     assert (out.input_ids[changed] == 3).any()
 
 
+@pytest.mark.parametrize("pool", ["target", "sequence"])
+def test_random_replace_draws_uniformly_over_the_pool(pool):
+    """Every candidate replaced (prob = ratio = 1) in 3,000 examples of one shape, [CLS] 20 source
+    tokens [SEP] 9 target tokens [SEP], the 29 a fresh permutation each time: each replacement is
+    traced back to the position of the example holding its token, and those positions are counted
+    against the pool's uniform distribution by position (chi-square). `target`: the 10 segment-1
+    positions, 1/10 each; `sequence`: all 32, 1/32 each, except that both [SEP]s are one bin (2/32)."""
+    g = torch.Generator().manual_seed(5)
+    ex = []
+    for _ in range(3000):
+        toks = (torch.randperm(29, generator=g) + 10).tolist()
+        ex.append(([2] + toks[:20] + [3] + toks[20:] + [3], [0] * 22 + [1] * 10))
+    batch = collate(ex)
+    out = get_method("random_replace", {"prob": 1.0, "ratio": 1.0, "pool": pool}).corrupt(batch, ctx(seed=7))
+    cand = (batch.segment_ids == 1) & batch.pad_mask
+    B, L = batch.input_ids.shape
+    where = torch.full((B, 39), -1).scatter_(1, batch.input_ids, torch.arange(L).expand(B, L).contiguous())
+    where[:, 3] = L - 1  # [SEP]: the final one's bin
+    source_of = where.gather(1, out.input_ids)[cand]
+    assert (source_of >= 0).all()  # every replacement is a token of its example
+    observed = torch.bincount(source_of, minlength=L)
+    n = int(cand.sum())
+    if pool == "target":
+        expected = torch.zeros(L)
+        expected[22:] = n / 10
+    else:
+        expected = torch.full((L,), n / 32)
+        expected[21], expected[L - 1] = 0, 2 * n / 32
+    assert observed[expected == 0].sum() == 0  # nothing outside the pool
+    stat, df = chi_square(observed, expected)
+    assert df == (9 if pool == "target" else 30), df
+    assert stat < chi2_999(df), stat
+
+
 # --- gradient penalty ------------------------------------------------------------------------
 
 def independent_ce(model, batch, e):
@@ -165,24 +221,37 @@ def test_gradient_penalty_value_matches_autograd(scope):
     assert loss.item() == pytest.approx(ce.item() + 0.5 * expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("scope", ["inputs", "embedding_rows"])
-def test_gradient_penalty_gradient_matches_finite_differences(scope):
-    model, batch = tiny_model(), tiny_batch()
+# csl.yaml's model and loss: the copy pointer with both terms, pre-LN blocks, label smoothing 0.1
+SHIPPED = {"copy": True, "copy_continuation": 3, "copy_coverage": True, "pre_ln": True}
+
+
+@pytest.mark.parametrize("scope,settings", [("inputs", "plain"), ("embedding_rows", "plain"),
+                                            ("inputs", "shipped"), ("embedding_rows", "shipped")])
+def test_gradient_penalty_gradient_matches_finite_differences(scope, settings):
+    shipped = settings == "shipped"
+    model = tiny_model(**(SHIPPED if shipped else {}))
+    batch = tiny_batch(copying=shipped)
+    smoothing = 0.1 if shipped else 0.0
     model.double_backward = True
     method = get_method("gradient_penalty", {"epsilon": 5.0, "scope": scope})  # a penalty big enough to matter
     model.zero_grad()
-    method.loss(model, batch, ctx())[0].backward()
+    method.loss(model, batch, ctx(label_smoothing=smoothing))[0].backward()
     params = dict(model.named_parameters())
     picks = [("bert.embeddings.word_embeddings.weight", (7, 3)), ("bert.encoder.layer.0.attention.self.query.weight", (1, 2)),
              ("bert.encoder.layer.1.intermediate.dense.weight", (5, 4)), ("bert.embeddings.LayerNorm.weight", (6,)),
              ("cls.predictions.transform.dense.weight", (0, 9)), ("cls.predictions.bias", (12,))]
+    if shipped:
+        picks += [("bert.encoder.layer.1.output.LayerNorm.weight", (3,)), ("cls.copy.gate.weight", (0, 5)),
+                  ("cls.copy.query.weight", (2, 7)), ("cls.copy.continuation", (0,)), ("cls.copy.continuation", (1,)),
+                  ("cls.copy.coverage", ())]
     for name, idx in picks:
         p, h = params[name], 1e-5
+        assert p.grad[idx] != 0, name  # each pick takes part in the loss
         orig = p[idx].item()
         p.data[idx] = orig + h
-        up = method.loss(model, batch, ctx())[0].item()
+        up = method.loss(model, batch, ctx(label_smoothing=smoothing))[0].item()
         p.data[idx] = orig - h
-        down = method.loss(model, batch, ctx())[0].item()
+        down = method.loss(model, batch, ctx(label_smoothing=smoothing))[0].item()
         p.data[idx] = orig
         fd = (up - down) / (2 * h)
         assert p.grad[idx].item() == pytest.approx(fd, rel=1e-6, abs=1e-9), name
@@ -261,6 +330,65 @@ def test_scheduled_sampling_at_p1_feeds_the_first_pass_predictions():
     ids[:, 1:][tgt[:, 1:]] = pred[:, :-1][tgt[:, 1:]]
     assert logs["ss_replaced"] == 1.0
     assert loss.item() == pytest.approx(model.target_loss(batch, input_ids=ids).item(), rel=1e-12)
+
+
+def test_scheduled_sampling_at_an_intermediate_probability_replaces_that_share():
+    """p = 0.3 over 600 examples: the replaced share of the candidate positions is 0.3 (± 4σ), the
+    mixed input is the gold one with pass 1's argmax (from full-sequence logits, computed here)
+    shifted in at exactly the replaced positions, and the share of candidates seen to change where
+    that argmax differs from gold is 0.3 too (read from the output alone)."""
+    model, batch = tiny_model(), tiny_batch(600, seed=4)
+    ss = get_method("scheduled_sampling", {"schedule": "constant", "max_prob": 0.3})
+    mixed, replaced = ss.mix(model, batch, ss.prob(0, 10), torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pred = model(batch.input_ids, batch.segment_ids, batch.pad_mask).argmax(-1)
+    cand = torch.zeros_like(replaced)
+    cand[:, 1:] = (batch.labels != -100)[:, :-1]  # the inputs right after a target-predicting position
+    assert torch.equal(cand, (batch.segment_ids == 1) & batch.pad_mask)
+    assert not (replaced & ~cand).any()
+    n = int(cand.sum())
+    sigma = (0.3 * 0.7 / n) ** 0.5
+    assert abs(replaced.sum().item() / n - 0.3) < 4 * sigma
+    expected = batch.input_ids.clone()
+    expected[:, 1:] = torch.where(replaced[:, 1:], pred[:, :-1], batch.input_ids[:, 1:])
+    assert torch.equal(mixed, expected)
+    differs = torch.zeros_like(cand)
+    differs[:, 1:] = pred[:, :-1] != batch.input_ids[:, 1:]
+    visible = cand & differs
+    assert visible.sum() > 0.8 * n
+    assert abs((mixed != batch.input_ids)[visible].float().mean().item() - 0.3) < 4 * (0.21 / int(visible.sum())) ** 0.5
+    loss, logs = ss.loss(model, batch, ctx(seed=3))
+    assert logs["ss_prob"] == 0.3 and logs["ss_replaced"] == replaced.sum().item() / n
+    assert loss.item() == pytest.approx(model.target_loss(batch, input_ids=expected).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_scheduled_sampling_samples_from_the_tempered_softmax(temperature):
+    """`predict: sample`: one example repeated 4,000 times, every input replaced (p = 1): at each
+    target position the drawn tokens' counts match softmax(logits / T) of that position, computed
+    here from full-sequence logits (chi-square). The output bias is spread out so that T matters:
+    at T = 0.5 and 2 the tempered distributions are far from the untempered one."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.cls.predictions.bias.copy_(torch.randn(40, generator=torch.Generator().manual_seed(1)) * 2)
+    one = tiny_batch(1, seed=6)
+    batch = collate([(one.input_ids[0].tolist(), one.segment_ids[0].tolist())] * 4000)
+    ss = get_method("scheduled_sampling", {"schedule": "constant", "max_prob": 1.0, "predict": "sample",
+                                           "temperature": temperature})
+    mixed, replaced = ss.mix(model, batch, 1.0, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(one.input_ids, one.segment_ids, one.pad_mask)[0].double()
+    positions = torch.nonzero(replaced[0]).flatten().tolist()
+    assert len(positions) >= 3 and replaced.all(0)[positions].all()
+    total, df = 0.0, 0
+    for t in positions:
+        observed = torch.bincount(mixed[:, t], minlength=40)
+        expected = torch.softmax(logits[t - 1] / temperature, -1) * 4000
+        stat, d = chi_square(observed, expected)
+        total, df = total + stat, df + d
+        untempered, _ = chi_square(observed, torch.softmax(logits[t - 1], -1) * 4000)
+        assert untempered > chi2_999(d), t  # the test can tell T from 1
+    assert total < chi2_999(df), (total, df)
 
 
 def test_scheduled_sampling_predicts_with_the_copy_pointer():

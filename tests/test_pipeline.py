@@ -12,6 +12,7 @@ from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.metrics import study_scores
 from exposure_cli.report import compare, load_summary
+from exposure_cli.runner import run_path
 from grids import write_split
 
 
@@ -103,3 +104,44 @@ def test_a_crash_during_evaluation_resumes_without_retraining(tmp_path, spec_fil
                      if "dev" in json.loads(line)]
     assert epochs_logged == [1, 2]  # no epoch was trained twice
     assert json.loads((d / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_diverging_run_in_a_grid_fails_alone_and_retry_failed_reruns_only_it(tmp_path, spec_file):
+    """A penalty weight of 1e300 makes gradient_penalty's first loss infinite: baseline still finishes
+    both seeds, the table shows the failed row, the command exits 1 naming each failed run; a rerun
+    leaves the failed runs as they are, and --retry-failed starts over those alone (the finished
+    runs' files are not touched)."""
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["methods"] = ["baseline", {"gradient_penalty": {"epsilon": 1e300}}]
+    spec["train"]["epochs"] = 1
+    spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["run", str(spec_file), "--out", str(out), "--device", "cpu"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1, r.output
+    gp = "gradient_penalty(epsilon=1e+300)"
+    gp_dir = run_path(out, gp, 0).parent
+    err = " ".join(r.stderr.split())  # rich wraps the lines at the terminal's width
+    for seed in (0, 1):
+        assert f"failed: {gp} seed {seed}: non-finite loss at step 1 (epoch 1), loss inf" in err
+        assert (out / "baseline" / f"seed{seed}" / "metrics.json").exists()
+        assert json.loads((gp_dir / f"seed{seed}" / "failed.json").read_text())["what"] == "loss"
+    assert "rerun with --retry-failed" in err
+    table = (out / "table.md").read_text(encoding="utf-8").splitlines()
+    for beam in (1, 2):
+        assert f"| {gp} | {beam} | failed | failed | failed | failed | 0 |" in table
+        assert sum(line.startswith(f"| baseline | {beam} | ") and line.endswith(" | 2 |") for line in table) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(f["method"], f["seed"]) for f in summary["failed"]] == [(gp, 0), (gp, 1)]
+
+    def stamps(d):
+        return {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file()}
+
+    before_base, before_gp = stamps(out / "baseline"), stamps(gp_dir)
+    r = CliRunner().invoke(app, args)  # without --retry-failed: nothing is retrained
+    assert r.exit_code == 1 and stamps(gp_dir) == before_gp and stamps(out / "baseline") == before_base
+    r = CliRunner().invoke(app, args + ["--retry-failed"])
+    assert r.exit_code == 1 and f"failed: {gp} seed 0" in " ".join(r.stderr.split())
+    after_gp = stamps(gp_dir)
+    assert stamps(out / "baseline") == before_base
+    assert set(after_gp) == set(before_gp) and all(after_gp[p] > before_gp[p] for p in before_gp)  # all rewritten

@@ -13,6 +13,7 @@ import yaml
 
 from exposure_cli import train as train_mod
 from exposure_cli.batching import bucketed_batches, collate
+from exposure_cli.methods import available
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.spec import MethodSpec, spec_from_dict
 from exposure_cli.train import lr_factor, make_optimizer, run_one
@@ -175,6 +176,65 @@ def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_
     assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (1, 4, 14)
     run_one(spec, method, 0, d2, cpu)
     _same(_finished(d2), reference)
+
+
+@pytest.mark.parametrize("method", available())
+def test_every_method_resumes_mid_epoch_under_the_shipped_settings(tmp_path, method, monkeypatch):
+    """csl.yaml's settings in small: warm-up then linear decay (the learning rate differs at every
+    step), fp32, label smoothing 0.1, the copy pointer with continuation and coverage, pre-LN. A
+    run killed in the middle of epoch 2 (checkpoint after every step) and resumed ends bit for bit
+    as the uninterrupted run: losses and learning rates of every step, weights, predictions."""
+    rng = random.Random(0)
+    for split, n in [("train", 40), ("dev", 4), ("test", 4)]:
+        write_split(tmp_path / f"{split}.tsv", n, rng)
+    spec = spec_from_dict({
+        "name": "t", "data": {s: str(tmp_path / f"{s}.tsv") for s in ("train", "dev", "test")},
+        "model": {"layers": 1, "hidden": 16, "heads": 2, "max_len": 40, "max_target_len": 6, "dropout": 0.1,
+                  "pre_ln": True, "copy": True, "copy_continuation": 2, "copy_coverage": True},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup": 3, "schedule": "linear", "bf16": False,
+                  "label_smoothing": 0.1, "seeds": [0], "dev_size": 4, "log_every": 1, "checkpoint_seconds": 1e-9},
+        "decode": {"beams": [1, 2], "max_len": 6}})
+    m, cpu = MethodSpec(method), torch.device("cpu")
+    run_one(spec, m, 0, tmp_path / "whole", cpu)
+    reference = _finished(tmp_path / "whole")
+    lrs = [x["lr"] for x in map(json.loads, (tmp_path / "whole" / "train.jsonl").read_text().splitlines()) if "lr" in x]
+    # the log's lr is the one set for the next step: warm-up 1/3, 2/3, 3/3 (step 0's is not logged),
+    # then linear decay over the 7 remaining steps
+    assert lrs == pytest.approx([3e-3 * f for f in (2 / 3, 1, 1, 6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7, 0)])
+
+    real_step, calls = train_mod.train_step, {"n": 0}
+
+    def step_then_crash(run, batch, log):
+        calls["n"] += 1
+        if calls["n"] == 8:  # epoch 2 (5 batches an epoch), after 2 of its steps were saved
+            raise Crash()
+        return real_step(run, batch, log)
+
+    d = tmp_path / "resumed"
+    monkeypatch.setattr(train_mod, "train_step", step_then_crash)
+    with pytest.raises(Crash):
+        run_one(spec, m, 0, d, cpu)
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    ck = torch.load(d / "last.pt", weights_only=True)
+    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (1, 2, 7)
+    run_one(spec, m, 0, d, cpu)
+    _same(_finished(d), reference)
+
+
+def test_scheduled_sampling_is_fed_the_real_step_count(tmp_path, tiny_spec):
+    """A linear schedule over 2 epochs of 10 steps: step s (1-based) trains at p = 0.5 · (s − 1)/20,
+    as its log line says; replaced shares rise with it."""
+    d = tmp_path / "run"
+    run = train_mod.prepare_run(tiny_spec(epochs=2), MethodSpec("scheduled_sampling", {"schedule": "linear",
+                                "max_prob": 0.5}), 0, d, torch.device("cpu"))
+    for _ in range(2):
+        train_mod.train_epoch(run)
+        run.state.epoch, run.state.batch_in_epoch = run.state.epoch + 1, 0  # select_on_dev's part that counts
+    steps = [x for x in map(json.loads, (d / "train.jsonl").read_text().splitlines()) if "step" in x]
+    assert [x["step"] for x in steps] == list(range(1, 21))
+    assert [x["ss_prob"] for x in steps] == pytest.approx([0.5 * s / 20 for s in range(20)], abs=1e-12)
+    first, last = steps[:5], steps[-5:]
+    assert sum(x["ss_replaced"] for x in first) < sum(x["ss_replaced"] for x in last)
 
 
 def test_selection_keeps_the_best_dev_epoch_and_test_decoding_uses_it(tmp_path, tiny_spec, monkeypatch):

@@ -55,6 +55,9 @@ def run(
     gpus_per_run: float = typer.Option(0.0, min=0, help="Ray only: GPUs a run reserves, e.g. 1."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Start over the runs that failed (diverged) "
                                       "in an earlier invocation; without it they stay failed."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write each run's training curves as "
+                                     "TensorBoard event files in <run>/tensorboard/ (train.tensorboard: true; "
+                                     "needs the tensorboard extra)."),
 ):
     """Run every method × seed of a spec, then write summary.json, table.md and table.csv.
 
@@ -71,6 +74,11 @@ def run(
     from ..spec import load_spec
 
     s = load_spec(spec, set_)
+    if tensorboard or s.train.tensorboard:
+        from ..tensorboard import require
+
+        require("--tensorboard" if tensorboard else f"{spec}: train.tensorboard")
+        s.train.tensorboard = True
     name, per_run_threads, options = _executor_options(executor, jobs, threads, address, cpus_per_run, gpus_per_run)
     EXECUTORS.get(name, "--executor")  # a clear error (and Ray's install hint) before any work
     out_dir = Path(out or f"runs/{s.name}")
