@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import rundir
 from .errors import UserError
 
 DIR = "tensorboard"
@@ -46,7 +47,7 @@ class EventMirror:
 
         self.writer = SummaryWriter(str(Path(run_dir) / DIR), purge_step=0, flush_secs=10)
         self.steps_per_epoch = steps_per_epoch
-        log = Path(run_dir) / "train.jsonl"
+        log = Path(run_dir) / rundir.LOG
         for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
             self.add(json.loads(line))
 

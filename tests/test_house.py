@@ -136,7 +136,7 @@ def test_ls_lists_specs_methods_parameters_and_strategies():
     r = runner.invoke(app, ["ls"], terminal_width=250)
     assert r.exit_code == 0, r.output
     for text in ("csl.yaml", "lcsts.yaml", "smoke.yaml", "random_replace", "pool", "the article", "gradient_penalty",
-                 "embedding_rows", "decode strategies: standard, study", "executors", "serial"):
+                 "embedding_rows", "strategies: standard, study", "executors", "serial"):
         assert text in r.output, text
     r = runner.invoke(app, ["ls", "methods"], terminal_width=250)
     assert "0.3" in r.output and "ratio" in r.output and "csl.yaml" not in r.output
