@@ -176,3 +176,31 @@ def test_checkpoints_written_on_cuda_load_on_a_cpu_only_machine(data, tmp_path):
     r = cli.invoke(app, ["export", str(out), "--out", str(tmp_path / "hf")])
     assert r.exit_code == 0 and (tmp_path / "hf" / "model.safetensors").is_file(), r.output
 
+
+@pytest.mark.parametrize("option", ["auto", "cuda"])
+def test_with_ray_the_device_option_is_resolved_on_the_worker_not_the_driver(option, data, tmp_path, monkeypatch):
+    """This driver has no CUDA; a Ray worker may: the tasks carry the option as given."""
+    import yaml
+
+    from exposure_cli.executors import EXECUTORS
+    from exposure_cli.executors.base import Executor
+    from exposure_cli.errors import UserError
+
+    seen = []
+
+    class Captured(Executor):
+        name = "ray"
+
+        def __init__(self, **options):
+            pass
+
+        def run(self, tasks, display):
+            seen.extend(t.device for t in tasks)
+            raise UserError("stopped by the test")
+
+    monkeypatch.setitem(EXECUTORS._entries, "ray", Captured)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(data).to_dict(), allow_unicode=True), encoding="utf-8")
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--executor", "ray",
+                                 "--device", option])
+    assert "stopped by the test" in r.output and seen == [option], r.output
