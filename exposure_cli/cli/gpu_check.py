@@ -105,11 +105,13 @@ class Checks:
 
 
 def _batches(run, n: int, start: int = 0):
+    """Batches start..start+n of the run's current epoch, on its device, drawn as train_epoch draws
+    them (the epoch's shuffle from `run.rng`, whose state before it is what last.pt keeps)."""
     from ..batching import bucketed_batches, collate
     from ..gpu import to_device
 
-    order = bucketed_batches([len(ids) for ids, _ in run.train_ex], run.spec.train.batch_size, run.rng)
     run.epoch_start_rng = run.rng.getstate()
+    order = bucketed_batches([len(ids) for ids, _ in run.train_ex], run.spec.train.batch_size, run.rng)
     return [to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             for idx in order[start:start + n]]
 
@@ -170,18 +172,16 @@ def resume_check(spec, out: Path, device, checks: Checks):
 
     method = MethodSpec("baseline")
     a = train_mod.prepare_run(spec, method, 0, out, device)
-    first = _batches(a, 2)
+    epoch = _batches(a, 4)
     with open(out / "train.jsonl", "a", encoding="utf-8") as log:
-        for b in first:
+        for b in epoch[:2]:
             train_mod.train_step(a, b, log)
             a.state.batch_in_epoch += 1
-        train_mod.save_last(a)
-        rest = _batches(a, 2, start=2)
-        a.rng.setstate(a.epoch_start_rng)
-        uninterrupted = [train_mod.train_step(a, b, log) for b in rest]
-    r = train_mod.prepare_run(spec, method, 0, out, device)  # the "killed" process's successor
+        train_mod.save_last(a)  # the process is "killed" here; the uninterrupted one goes on
+        uninterrupted = [train_mod.train_step(a, b, log) for b in epoch[2:]]
+    r = train_mod.prepare_run(spec, method, 0, out, device)  # its successor, from last.pt
     assert (r.state.step, r.state.batch_in_epoch) == (2, 2), f"restored at step {r.state.step}"
-    rest_r = _batches(r, 2, start=2)
+    rest_r = _batches(r, 2, start=2)  # the epoch's order again, from the restored shuffling state
     with open(out / "train.jsonl", "a", encoding="utf-8") as log:
         resumed = [train_mod.train_step(r, b, log) for b in rest_r]
     if device.type == "cpu":
