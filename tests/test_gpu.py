@@ -149,6 +149,7 @@ def test_make_reproduce_without_cuda_stops_at_once_in_one_line(prepared_data, tm
 # ------------------------------------------------------------------ what only a GPU would show
 
 
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled:UserWarning")  # no CUDA here
 def test_a_gpu_that_only_emulates_bf16_gets_fp16_with_a_scaler_asked_on_the_runs_device(monkeypatch):
     """A V100 or T4: torch's is_bf16_supported() says True by default (emulated); the run must ask for
     native support, on its own device (cuda:1 here), not on the current one."""
