@@ -7,6 +7,8 @@ marked where it would live on a real GPU machine:
 - made with `device=cpu:0` (or `x.device` of a device tensor), or moved `.to("cpu:0")`: the device;
 - made by any other op: the device if one of its tensor inputs is, else the host.
 `t.device` of a device tensor answers `cpu:0`, so `torch.arange(n, device=x.device)` follows `x`.
+(torch's own Python code may learn a tensor's device through C, which says `cpu`: a move to `cpu`
+made there, as clip_grad_norm_ makes, keeps the device mark.)
 
 It raises `DeviceError` where CUDA would raise: a host tensor of rank > 0 meeting a device tensor in
 one op (a rank-0 host tensor is allowed with a CUDA one, as torch allows it), an RNG state on the
