@@ -19,7 +19,7 @@ JOBS     ?= 2
 PAPER    ?= runs/paper
 DEVICE   ?= auto
 
-.PHONY: install demo test data smoke csl lcsts reproduce-cpu reproduce torture clean
+.PHONY: install demo test data smoke csl lcsts reproduce-cpu reproduce torture gpu-check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -70,6 +70,11 @@ reproduce: install data
 	$(EXPOSURE) run paper/lcsts.yaml --out $(PAPER)/lcsts --device $(DEVICE)
 	$(EXPOSURE) table $(PAPER)/csl --paper csl
 	$(EXPOSURE) table $(PAPER)/lcsts --paper lcsts
+
+# What a user with a GPU runs first: every method, resume, decoding, diagnose and export at BERT-base
+# size, one line per check (docs/paper-profile.md); DEVICE=cpu runs it tiny.
+gpu-check: install
+	$(EXPOSURE) gpu-check --device $(DEVICE)
 
 # Kill a small grid with SIGKILL 10 times at random moments, then check that it finishes exactly as
 # an uninterrupted run (tests/test_torture.py, which CI runs with 4 kills).

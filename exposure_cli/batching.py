@@ -16,16 +16,30 @@ class Batch:
     segment_ids: torch.Tensor  # (B, L) 0 for [CLS] source [SEP] and padding, 1 for target [SEP]
     pad_mask: torch.Tensor  # (B, L) True for real tokens
     labels: torch.Tensor  # (B, L) token t+1 at position t when t+1 is a target position, else -100
+    # Facts of the batch found once, when it is built on the host, so that a training step on a GPU
+    # never waits to read them back (the labels never change after `collate`; `replace` keeps these):
+    n_tokens: int = -1  # real tokens
+    target_rows: torch.Tensor | None = None  # (N,) row and column of each target-predicting position
+    target_cols: torch.Tensor | None = None  # (N,)  (labels != -100), in row-major order
+    target_width: int = -1  # the most target-predicting positions of one row
 
-    def to(self, device) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+    def __post_init__(self):
+        if self.target_rows is None:
+            sel = self.labels != -100
+            self.n_tokens = int(self.pad_mask.sum())
+            self.target_rows, self.target_cols = sel.nonzero(as_tuple=True)
+            self.target_width = int(sel.sum(1).max()) if sel.numel() else 0
+
+    def to(self, device, **kw) -> "Batch":
+        return self.replace(**{f.name: getattr(self, f.name).to(device, **kw) for f in fields(self)
+                               if isinstance(getattr(self, f.name), torch.Tensor)})
 
     def replace(self, **kw) -> "Batch":
         return Batch(**{f.name: kw.get(f.name, getattr(self, f.name)) for f in fields(self)})
 
-    @property
-    def n_tokens(self) -> int:
-        return int(self.pad_mask.sum())
+    def target_labels(self) -> torch.Tensor:
+        """(N,) the labels of the target-predicting positions (`labels[labels != -100]`, without the host read)."""
+        return self.labels[self.target_rows, self.target_cols]
 
 
 def encode_examples(tok: Tokenizer, pairs, max_source: int, max_target: int, truncation: str = "fixed",

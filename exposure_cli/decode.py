@@ -156,6 +156,7 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
         state = StepState(t, list(live_ids), keep, parents if t > 0 else None, last if t > 0 else None, valid,
                           prefixes)
         logp = step(state).float()
+        scores = scores.to(logp.device)  # the bookkeeping is built on the host, the model's step may be on a GPU
         V = logp.shape[-1]
         if no_repeat_ngram_size:
             rows, cols = [], []

@@ -9,7 +9,7 @@ attention with its own dropout for every method without a double backward (`mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -53,6 +53,11 @@ class Amp:
         else:
             opt.step()
 
+    def loss_scale(self, device: torch.device) -> torch.Tensor | None:
+        """The scaler's current scale as a device scalar (no host read), for the inner gradients of the
+        methods that differentiate twice (`methods.inner_grad`); None without a scaler."""
+        return self.scaler.scale(torch.ones((), device=device)) if self.scaler else None
+
     def state_dict(self) -> dict:
         return self.scaler.state_dict() if self.scaler else {}
 
@@ -61,11 +66,21 @@ class Amp:
             self.scaler.load_state_dict(state)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively (every CPU torch runs on; Ampere and later GPUs). A V100
+    or T4 only emulates it, slower than fp16 with a gradient scaler, which torch's default
+    `is_bf16_supported()` counts as support; and it answers for the current device, so ask it there."""
+    if device.type != "cuda":
+        return True
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def amp_for(device: torch.device, bf16: bool, scaler: bool | None = None) -> Amp:
     """The run's Amp on `device`; `scaler` forces the gradient scaler on or off (tests use it on CPU).
     On CUDA it also lets fp32 matmuls use TF32 (what autocast leaves in fp32: the dev decoding with
     train.select_fp32, the test decoding)."""
-    p = precision(device.type, device.type != "cuda" or torch.cuda.is_bf16_supported())
+    p = precision(device.type, native_bf16(device))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -78,8 +93,8 @@ def to_device(batch, device: torch.device):
     """A batch on `device`; to CUDA from pinned memory, without blocking the host."""
     if device.type != "cuda":
         return batch.to(device)
-    return batch.replace(**{k: getattr(batch, k).pin_memory().to(device, non_blocking=True)
-                            for k in ("input_ids", "segment_ids", "pad_mask", "labels")})
+    return batch.replace(**{f.name: getattr(batch, f.name).pin_memory().to(device, non_blocking=True)
+                            for f in fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)})
 
 
 def cpu_estimate(spec, train_examples: int) -> tuple[int, float]:

@@ -83,21 +83,26 @@ class AttentionBias:
     """The UniLM mask as an additive bias, for the attention written out in plain ops.
 
     The fused attention kernels have no dropout of their own on CPU (torch falls back to a slow
-    path) and no double backward; this path has both, cheaply: the bias is built once per forward
-    in the compute dtype, softmax runs in that dtype, and dropout masks come from `dropout_mask`.
+    path) and no double backward; this path has both, cheaply: the bias is built once per forward,
+    and dropout masks come from `dropout_mask`. Scores and softmax are computed in fp32 (fp64
+    stays fp64) whatever the compute dtype, as the fused kernels the other methods take on CUDA
+    accumulate them: under bf16 a score of 30 would be off by up to 0.06, its probability by 6%.
+    The probabilities then meet the values in the compute dtype, as in the fused kernels.
     """
 
     def __init__(self, mask: torch.Tensor, dtype: torch.dtype):
-        self.bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+        self.dtype = dtype  # the compute dtype: that of the output
+        wide = torch.promote_types(dtype, torch.float32)
+        self.bias = torch.zeros(mask.shape, dtype=wide, device=mask.device).masked_fill(~mask, float("-inf"))
 
     def attend(self, q, k, v, dropout_p: float):
-        dtype = self.bias.dtype
-        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + self.bias
-        with torch.autocast(q.device.type, enabled=False):  # autocast would widen softmax to fp32
-            probs = torch.softmax(scores, dim=-1)
+        wide = self.bias.dtype
+        with torch.autocast(q.device.type, enabled=False):  # autocast would narrow the matmuls to bf16
+            q, k, v = q.to(wide), k.to(wide), v.to(self.dtype)
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + self.bias
+            probs = torch.softmax(scores, dim=-1).to(self.dtype)
             if dropout_p > 0:
-                keep = dropout_mask(probs.shape, dropout_p, probs.device).to(dtype).mul_(1.0 / (1.0 - dropout_p))
+                keep = dropout_mask(probs.shape, dropout_p, probs.device).to(self.dtype).mul_(1.0 / (1.0 - dropout_p))
                 probs = probs * keep  # one multiply forward, one per backward order
             return torch.matmul(probs, v)
 
@@ -293,7 +298,7 @@ class UniLM(nn.Module):
         from .errors import UserError
         from .fileio import torch_load
 
-        ck = torch_load(path, device)
+        ck = torch_load(path, "cpu")  # built and loaded on the CPU, then moved to `device` once
         try:
             model = cls(ModelConfig(**ck["config"]))
             model.load_state_dict(ck["model"])
@@ -357,19 +362,21 @@ class UniLM(nn.Module):
         """
         ids = batch.input_ids if input_ids is None else input_ids
         h = self.hidden_states(ids, batch.segment_ids, batch.pad_mask, inputs_embeds=inputs_embeds)
-        sel = batch.labels != -100
+        # Indexed by the positions the batch found on the host: a boolean mask would wait for the GPU.
+        rows, cols = batch.target_rows, batch.target_cols
         if not self.config.copy:
-            return self.log_probs(h[sel])
-        ht, history, valid = target_rows(h, ids, sel)
+            return self.log_probs(h[rows, cols])
+        first = (batch.labels != -100).float().argmax(1)
+        ht, history = target_rows(h, ids, first, batch.target_width)
         memory = self.source_memory(h, ids, batch.segment_ids, batch.pad_mask)
-        return self.log_probs(ht, memory, history)[valid]
+        return self.log_probs(ht, memory, history)[rows, cols - first[rows]]
 
     def target_loss(self, batch, *, inputs_embeds=None, input_ids=None, label_smoothing: float = 0.0,
                     reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy of token t+1 from position t, over target positions only."""
         logp = self.target_log_probs(batch, inputs_embeds=inputs_embeds, input_ids=input_ids)
         # Cross-entropy of log-probabilities: log_softmax leaves them unchanged.
-        return F.cross_entropy(logp, batch.labels[batch.labels != -100], label_smoothing=label_smoothing,
+        return F.cross_entropy(logp, batch.target_labels(), label_smoothing=label_smoothing,
                                reduction=reduction)
 
     def num_parameters(self) -> int:

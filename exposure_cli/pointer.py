@@ -126,12 +126,10 @@ def target_history(input_ids: torch.Tensor, first: torch.Tensor, positions: torc
     return ids.masked_fill(back <= first[:, None, None], NO_TOKEN)
 
 
-def target_rows(h: torch.Tensor, ids: torch.Tensor, sel: torch.Tensor):
-    """The pointer reads (B, T, H), not the flat selection: each row's target-predicting positions
-    `sel` (B, L) gathered as (hidden states (B, T, H), their target history, which of the T are real)."""
-    first = sel.float().argmax(1)
-    T = int(sel.sum(1).max())
+def target_rows(h: torch.Tensor, ids: torch.Tensor, first: torch.Tensor, T: int):
+    """The pointer reads (B, T, H), not the flat selection: each row's T target-predicting positions
+    from `first` (B,) on (consecutive) gathered as (hidden states (B, T, H), their target history).
+    T comes from the host (the batch's `target_width`): reading it off the device would wait for it."""
     pos = (first[:, None] + torch.arange(T, device=h.device)).clamp_max(h.shape[1] - 1)
-    valid = torch.gather(sel, 1, pos)
     ht = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[2]))
-    return ht, target_history(ids, first, pos, T), valid
+    return ht, target_history(ids, first, pos, T)

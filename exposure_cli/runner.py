@@ -54,7 +54,8 @@ def locked(out_dir: Path):
         f.close()  # releases the lock
 
 
-def make_tasks(spec: Spec, out_dir: Path, device: torch.device, threads: int) -> list[RunTask]:
+def make_tasks(spec: Spec, out_dir: Path, device: torch.device | str, threads: int) -> list[RunTask]:
+    """The grid's tasks; `device` may be an option still to resolve on the worker (`auto` with Ray)."""
     from .methods import get_method
 
     d = spec.to_dict()
@@ -73,7 +74,7 @@ def clear_failed(tasks: list[RunTask]) -> list[str]:
     return cleared
 
 
-def run_spec(spec: Spec, out_dir: Path, device: torch.device, console=None, executor: str = "serial",
+def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None, executor: str = "serial",
              threads: int = 0, retry_failed: bool = False, **executor_options) -> dict:
     """Run the grid with the named executor and write the summary; returns it."""
     with locked(out_dir):

@@ -185,7 +185,9 @@ def save_last(run: Run) -> None:
 
 
 def restore(run: Run) -> None:
-    ck = fileio.torch_load(run.dir / rundir.LAST, run.device)
+    # To the CPU: the RNG states must stay CPU tensors (CUDA's set_rng_state refuses others) and Adam's
+    # step counters host scalars; load_state_dict moves the weights and Adam's moments to their parameters.
+    ck = fileio.torch_load(run.dir / rundir.LAST, "cpu")
     try:
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -217,13 +219,10 @@ def _as_random_state(s):
 def train_step(run: Run, batch, log) -> float:
     """One optimizer step; returns the loss. Raises Diverged on a non-finite loss or gradient."""
     st, t = run.state, run.spec.train
-    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing)
+    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing, run.amp.loss_scale(run.device))
     batch = run.method.corrupt(batch, ctx)
     with autocast(run):
         loss, logs = run.method.loss(run.model, batch, ctx)
-    value = loss.item()
-    if not math.isfinite(value):
-        raise Diverged("loss", st.step + 1, st.epoch + 1, value)
     run.opt.zero_grad(set_to_none=True)
     run.amp.backward(loss)
     run.amp.unscale(run.opt)
@@ -232,7 +231,16 @@ def train_step(run: Run, batch, log) -> float:
         norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-    if not torch.isfinite(norm) and not run.amp.scaler:  # under fp16 the scaler skips the step instead
+    # The step's one host read: the loss, the gradient norm and the logged values together (float64
+    # holds each exactly); nothing has changed the weights yet, so a divergence still stops cleanly.
+    names = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
+    overflow = torch.stack(ctx.overflow).any() if ctx.overflow else torch.zeros((), device=loss.device)
+    values = (loss, norm, overflow, *(logs[k] for k in names))
+    value, norm_value, overflowed, *logged = torch.stack([x.detach().to(torch.float64) for x in values]).tolist()
+    logs = {**logs, **dict(zip(names, logged))}
+    if not math.isfinite(value) and not overflowed:  # an overflowed scaled inner gradient: the scaler skips
+        raise Diverged("loss", st.step + 1, st.epoch + 1, value)
+    if not math.isfinite(norm_value) and not run.amp.scaler:  # under fp16 the scaler skips the step instead
         raise Diverged("gradient", st.step + 1, st.epoch + 1, value)
     run.amp.step(run.opt)
     run.sched.step()

@@ -214,6 +214,9 @@ CASES = [
     ("score-tsv-header", ["score", "--pred", "{p}"], "a .tsv must start with the header", files(p_tsv="a\tb\tc\n")),
     ("score-tsv-fields", ["score", "--pred", "{p}"], "p.tsv:2: expected 3 tab-separated fields, found 2", files(p_tsv="source\treference\tprediction\na\tb\n")),
     ("score-no-ref", ["score", "--pred", "{p}"], "--ref is required", files(p_txt="a\n")),
+    # gpu-check (it takes no files: a bad device is its only bad input)
+    ("gpu-check-device", ["gpu-check", "--device", "tpu"], "--device 'tpu': expected cpu, cuda, cuda:N or auto", None),
+    ("gpu-check-no-cuda", ["gpu-check", "--device", "cuda"], "--device cuda: CUDA is not available", None),
     # generate
     ("generate-missing", ["generate", "{tmp}/norun"], "norun: not a run directory", None),
     ("generate-no-best", ["generate", "{run}", "--input", "{input}"], "no finished checkpoint", run_dir("none")),

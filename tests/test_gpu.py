@@ -144,3 +144,107 @@ def test_make_reproduce_without_cuda_stops_at_once_in_one_line(prepared_data, tm
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "paper-csl: this profile needs a GPU" in err and "days on a CPU" in err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ what only a GPU would show
+
+
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled:UserWarning")  # no CUDA here
+def test_a_gpu_that_only_emulates_bf16_gets_fp16_with_a_scaler_asked_on_the_runs_device(monkeypatch):
+    """A V100 or T4: torch's is_bf16_supported() says True by default (emulated); the run must ask for
+    native support, on its own device (cuda:1 here), not on the current one."""
+    entered = []
+
+    class Device:
+        def __init__(self, d):
+            self.d = d
+
+        def __enter__(self):
+            entered.append(torch.device(self.d))
+
+        def __exit__(self, *exc):
+            entered.pop()
+
+    def is_bf16_supported(including_emulation=True):
+        assert entered == [torch.device("cuda:1")], "asked about another device than the run's"
+        return including_emulation  # bf16 only by emulation
+    monkeypatch.setattr(torch.cuda, "device", Device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        amp = amp_for(torch.device("cuda:1"), bf16=True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    assert amp.dtype == torch.float16 and amp.scaler is not None
+
+
+def _penalty(model, batch, *, fp16=False, scale=None):
+    from exposure_cli.methods import StepContext, get_method
+
+    ctx = StepContext(0, 1, torch.Generator(), loss_scale=scale)
+    with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+        loss, logs = get_method("gradient_penalty").loss(model, batch, ctx)
+    return logs["penalty"].item(), ctx
+
+
+def test_the_exact_penalty_under_fp16_takes_the_scaled_inner_gradient(monkeypatch):
+    """PyTorch's AMP recipe for gradient penalties: with the CE ×1e-6 the fp16 inner gradient of the
+    loss itself underflows and the penalty comes out 0; scaled by GradScaler's 65536 and unscaled
+    after, it matches fp32's."""
+    torch.manual_seed(0)
+    model = UniLM(ModelConfig(vocab_size=20, hidden=32, layers=2, heads=4, dropout=0.0))
+    model.double_backward = True
+    small = UniLM.target_loss
+    monkeypatch.setattr(UniLM, "target_loss", lambda self, b, **kw: 1e-6 * small(self, b, **kw))
+    b = _batch()
+    fp32, _ = _penalty(model, b)
+    assert 1e-13 < fp32 < 1e-10
+    unscaled, _ = _penalty(model, b, fp16=True)
+    assert unscaled < 0.01 * fp32  # underflowed: what the penalty was under fp16 before
+    scale = torch.amp.GradScaler("cpu").scale(torch.ones(()))
+    scaled, ctx = _penalty(model, b, fp16=True, scale=scale)
+    assert scaled == pytest.approx(fp32, rel=0.05)
+    assert not torch.stack(ctx.overflow).any()
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")  # the scheduler sees the skipped step
+@pytest.mark.parametrize("method", [{"gradient_penalty": {}}, {"gradient_penalty": {"backward": "perturbation"}},
+                                    {"adversarial": {}}])
+def test_an_overflowed_scaled_inner_gradient_skips_the_step_and_is_no_divergence(method, run, tmp_path):
+    from exposure_cli.methods import get_method
+
+    (name, params), = method.items()
+    run.method = get_method(name, params)
+    run.model.double_backward = run.method.needs_double_backward
+    before = [p.detach().clone() for p in run.model.parameters()]
+    run.amp.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 100)  # the scaled inner gradient overflows
+    with open(tmp_path / "log.jsonl", "w") as log:
+        _step(run, log)  # no Diverged
+        assert all(torch.equal(a, p) for a, p in zip(before, run.model.parameters()))  # skipped
+        assert run.amp.scaler.get_scale() < 2.0 ** 100
+        run.amp.scaler = torch.amp.GradScaler("cpu")
+        assert math.isfinite(_step(run, log))
+    assert not all(torch.equal(a, p) for a, p in zip(before, run.model.parameters()))
+
+
+def test_attention_bias_computes_scores_and_softmax_in_fp32_under_bf16():
+    """Scores of 30 ± 2 under bf16 autocast against an fp64 reference of the same bf16 inputs: a bf16
+    score near 30 is off by up to 0.06, its probability by up to 6%; computed in fp32 only the bf16
+    rounding of the output remains (0.4%)."""
+    g = torch.Generator().manual_seed(0)
+    B, H, L, D = 2, 2, 8, 8
+    q = torch.zeros(B, H, L, D)
+    q[..., 0] = 4.0
+    k = torch.randn(B, H, L, D, generator=g) * 0.3
+    k[..., 0] = (30 + 4 * torch.rand(B, H, L, generator=g) - 2) * D ** 0.5 / 4.0  # q·k/√D = 30 ± 2 (+ noise)
+    q, k = q.to(torch.bfloat16), k.to(torch.bfloat16)
+    v = torch.eye(L).expand(B, H, L, L).to(torch.bfloat16)  # the output is the probabilities
+    mask = torch.ones(B, 1, L, L, dtype=torch.bool)
+    s = torch.matmul(q.double(), k.double().transpose(-1, -2)) * D ** -0.5
+    assert 27 < s.min() and s.max() < 33
+    ref = torch.softmax(s, -1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model_mod.AttentionBias(mask, torch.bfloat16).attend(q, k, v, 0.0)
+    assert out.dtype == torch.bfloat16
+    rel = ((out.double() - ref).abs() / ref).max().item()
+    assert rel < 0.01, rel

@@ -213,11 +213,11 @@ def test_gradient_penalty_value_matches_autograd(scope):
         logits = F.linear(model.cls.predictions.transform(h[sel]), W, model.cls.predictions.bias)
         (gW,) = torch.autograd.grad(F.cross_entropy(logits, batch.labels[sel]), W)
         frob = gW.pow(2).sum().item()
-        assert logs["penalty_output"] == pytest.approx(frob, rel=1e-10)
+        assert float(logs["penalty_output"]) == pytest.approx(frob, rel=1e-10)
         assert frob > 0.01 * rows  # the term is not negligible, so the check means something
         expected = rows + frob
-    assert logs["ce"] == pytest.approx(ce.item(), rel=1e-12)
-    assert logs["penalty"] == pytest.approx(expected, rel=1e-10)
+    assert float(logs["ce"]) == pytest.approx(ce.item(), rel=1e-12)
+    assert float(logs["penalty"]) == pytest.approx(expected, rel=1e-10)
     assert loss.item() == pytest.approx(ce.item() + 0.5 * expected, rel=1e-12)
 
 
@@ -281,7 +281,7 @@ def test_gradient_penalty_under_bf16_follows_the_fp32_gradient_and_trains():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        pens.append(logs["penalty"])
+        pens.append(float(logs["penalty"]))
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < 0.5 * losses[0]
     assert pens[-1] < pens[0]
@@ -439,7 +439,7 @@ def test_fgm_moves_uphill_by_epsilon_times_the_gradient_norm(norm):
     (g,) = torch.autograd.grad(independent_ce(model, batch, e), e)
     dims = {"batch": (0, 1, 2), "example": (1, 2), "position": (2,)}[norm]
     rise = (g.pow(2).sum(dims) / g.pow(2).sum(dims).sqrt().clamp_min(1e-300)).sum().item()
-    assert (logs["adv"] - logs["ce"]) / eps == pytest.approx(rise, rel=1e-3)
+    assert float(logs["adv"] - logs["ce"]) / eps == pytest.approx(rise, rel=1e-3)
 
 
 # --- end to end ------------------------------------------------------------------------------
@@ -548,8 +548,8 @@ def test_gradient_penalty_perturbation_gradient_approximates_the_exact_one(share
     assert err <= 0.15 * penalty_part.norm()  # the penalty's own gradient, within 15%
     assert err <= 0.03 * grads["exact"].norm()  # the step taken, within 3%
     assert (grads["approx"] - grads["baseline"]).norm() > 0.5 * penalty_part.norm()  # not just baseline
-    assert logs["approx"]["penalty"] == pytest.approx(logs["exact"]["penalty"], rel=1e-10)
-    assert logs["approx"]["ce"] == pytest.approx(logs["exact"]["ce"], rel=1e-12)
+    assert float(logs["approx"]["penalty"]) == pytest.approx(float(logs["exact"]["penalty"]), rel=1e-10)
+    assert float(logs["approx"]["ce"]) == pytest.approx(float(logs["exact"]["ce"]), rel=1e-12)
 
 
 def test_gradient_penalty_perturbation_rejects_the_scripted_scope():

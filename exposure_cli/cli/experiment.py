@@ -70,7 +70,7 @@ def run(
     from .. import tables
     from ..executors import EXECUTORS
     from ..runner import run_spec
-    from ..runtime import resolve_device
+    from ..runtime import check_device_option, resolve_device
     from ..spec import load_spec
 
     s = load_spec(spec, set_)
@@ -82,14 +82,18 @@ def run(
     name, per_run_threads, options = _executor_options(executor, jobs, threads, address, cpus_per_run, gpus_per_run)
     EXECUTORS.get(name, "--executor")  # a clear error (and Ray's install hint) before any work
     out_dir = Path(out or f"runs/{s.name}")
-    dev = resolve_device(device)
-    if s.train.needs_gpu:
+    if name == "ray":  # the workers have the GPUs, not necessarily the driver: each resolves --device itself
+        check_device_option(device)
+        dev = device
+    else:
+        dev = resolve_device(device)
+    if s.train.needs_gpu and name != "ray":
         from ..data import read_pairs
         from ..gpu import require_gpu
 
         n = len(read_pairs(s.data.train)[: s.data.train_limit])
         require_gpu(s, dev, device, n)
-    console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev} → {out_dir}"
+    console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev}{' (each Ray worker resolves it)' if name == 'ray' else ''} → {out_dir}"
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
     summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, **options)
     console.print(tables.rich_table(tables.summary_matrix(summary)))

@@ -41,6 +41,7 @@ def costliest_first(tasks: list[RunTask]) -> list[RunTask]:
 
 def execute(task: RunTask, report=None) -> dict:
     """Run one task in this process: the worker side of every executor."""
+    from ..gpu import require_gpu
     from ..runtime import resolve_device, set_threads
     from ..spec import MethodSpec, spec_from_dict
     from ..train import run_one
@@ -55,7 +56,12 @@ def execute(task: RunTask, report=None) -> dict:
         spec = spec_from_dict(json.loads(json.dumps(task.spec)))
         method = MethodSpec(task.method["name"], task.method["params"])
         kwargs = {"report": report} if report is not None else {}
-        return run_one(spec, method, task.seed, Path(task.dir), resolve_device(task.device), **kwargs)
+        device = resolve_device(task.device)  # here, on the machine that trains (`auto` on a Ray worker)
+        if spec.train.needs_gpu:
+            from ..data import read_pairs
+
+            require_gpu(spec, device, task.device, len(read_pairs(spec.data.train)[: spec.data.train_limit]))
+        return run_one(spec, method, task.seed, Path(task.dir), device, **kwargs)
     finally:
         torch.set_num_threads(threads)
 

@@ -8,7 +8,8 @@ number). A spec names a method as `name` or `{name: {param: value}}`.
 import importlib
 import pkgutil
 
-from .base import METHODS, Method, ParamError, StepContext, available, get_method, register, validate_method  # noqa: F401
+from .base import (METHODS, Method, ParamError, StepContext, available, get_method, inner_grad, register,  # noqa: F401
+                   validate_method)
 
 for _m in pkgutil.iter_modules(__path__):
     if _m.name != "base":

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, StepContext, check_range, param, register
+from .base import Method, StepContext, check_range, inner_grad, param, register
 
 NORMS = ("batch", "example", "position")
 
@@ -46,7 +46,7 @@ class Adversarial(Method):
     def loss(self, model, batch: Batch, ctx: StepContext):
         e = model.word_embeddings(batch.input_ids)
         ce = model.target_loss(batch, inputs_embeds=e, label_smoothing=ctx.label_smoothing)
-        (g,) = torch.autograd.grad(ce, e, retain_graph=True)
+        (g,) = inner_grad(ce, e, ctx, retain_graph=True)
         r = self.perturbation(g).to(e.dtype)
         adv = model.target_loss(batch, inputs_embeds=e + r, label_smoothing=ctx.label_smoothing)
-        return ce + self.weight * adv, {"ce": ce.item(), "adv": adv.item()}
+        return ce + self.weight * adv, {"ce": ce.detach(), "adv": adv.detach()}

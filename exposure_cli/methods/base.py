@@ -30,6 +30,24 @@ class StepContext:
     generator: torch.Generator  # the method's own random stream (device of the batch)
     rng: random.Random | None = None  # unused by the built-in methods; data order has its own stream
     label_smoothing: float = 0.0
+    # fp16's gradient scale (a device scalar) while a GradScaler runs, for `inner_grad`; else None.
+    loss_scale: torch.Tensor | None = None
+    # Device flags, one per scaled inner gradient: it overflowed (train_step then lets the scaler skip the step).
+    overflow: list = dataclasses.field(default_factory=list)
+
+
+def inner_grad(outputs: torch.Tensor, inputs, ctx: StepContext, **kw) -> tuple[torch.Tensor, ...]:
+    """`torch.autograd.grad(outputs, inputs, **kw)` of a loss inside the training step. Under fp16's
+    gradient scaler it is taken of the scaled loss and unscaled after (PyTorch's AMP recipe for
+    gradient penalties): the fp16 backward of the loss itself underflows to zeros, as the scaler
+    exists to prevent. A scaled gradient that overflows is noted in `ctx.overflow`; the loss is then
+    not finite, and the scaler skips the step and lowers its scale, as for any overflow."""
+    if ctx.loss_scale is None:
+        return torch.autograd.grad(outputs, inputs, **kw)
+    grads = torch.autograd.grad(outputs * ctx.loss_scale, inputs, **kw)
+    ctx.overflow += [~torch.isfinite(g).all() for g in grads]
+    inv = 1.0 / ctx.loss_scale
+    return tuple(g * inv for g in grads)
 
 
 @dataclass
@@ -45,9 +63,11 @@ class Method:
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
         return batch
 
-    def loss(self, model, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """The loss and the values to log; a logged tensor stays on the device (train_step reads every
+        one of them with the loss in a single host read: each `.item()` would wait for the GPU)."""
         ce = model.target_loss(batch, label_smoothing=ctx.label_smoothing)
-        return ce, {"ce": ce.item()}
+        return ce, {"ce": ce.detach()}
 
     def label(self) -> str:
         """Name plus the parameters that differ from their defaults, e.g. `random_replace(ratio=0.2)`."""

@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 
 from ..batching import Batch
-from .base import Method, ParamError, StepContext, check_range, param, register
+from .base import Method, ParamError, StepContext, check_range, inner_grad, param, register
 
 SCOPES = ("inputs", "embedding_rows")
 BACKWARDS = ("exact", "perturbation")
@@ -46,15 +46,18 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
-def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str = "inputs"):
-    """(ce, Σ_i ‖∂CE/∂e_i‖², ‖∂CE/∂E‖²_F of the output use or None), all differentiable."""
+def penalty_terms(model, batch: Batch, label_smoothing: float = 0.0, scope: str = "inputs",
+                  ctx: StepContext | None = None):
+    """(ce, Σ_i ‖∂CE/∂e_i‖², ‖∂CE/∂E‖²_F of the output use or None), all differentiable; the inner
+    gradient is `inner_grad`'s (scaled under fp16's gradient scaler, when `ctx` has one)."""
+    ctx = ctx or StepContext(0, 0, None)
     emb = model.word_embeddings
     e = emb(batch.input_ids)
     ce = model.target_loss(batch, inputs_embeds=e, label_smoothing=label_smoothing)
     if scope == "inputs":
-        (g,) = torch.autograd.grad(ce, e, create_graph=True)
+        (g,) = inner_grad(ce, e, ctx, create_graph=True)
     else:
-        g, g_matrix = torch.autograd.grad(ce, [e, emb.weight], create_graph=True)
+        g, g_matrix = inner_grad(ce, [e, emb.weight], ctx, create_graph=True)
     g = g * batch.pad_mask[..., None].to(g.dtype)
     rows = _wide(g).pow(2).sum()
     if scope == "inputs":
@@ -92,11 +95,11 @@ class GradientPenalty(Method):
     def loss(self, model, batch: Batch, ctx: StepContext):
         if self.backward == "perturbation":
             return self._perturbation_loss(model, batch, ctx)
-        ce, rows, output = penalty_terms(model, batch, ctx.label_smoothing, self.scope)
+        ce, rows, output = penalty_terms(model, batch, ctx.label_smoothing, self.scope, ctx)
         pen = rows if output is None else rows + output
-        logs = {"ce": ce.item(), "penalty": pen.item()}
+        logs = {"ce": ce.detach(), "penalty": pen.detach()}
         if output is not None:
-            logs["penalty_output"] = output.item()
+            logs["penalty_output"] = output.detach()
         return ce + self.epsilon * pen, logs
 
     def _perturbation_loss(self, model, batch: Batch, ctx: StepContext):
@@ -105,12 +108,12 @@ class GradientPenalty(Method):
         cuda_rng = torch.cuda.get_rng_state_all() if batch.input_ids.is_cuda else None
         e = emb(batch.input_ids).detach().requires_grad_()
         ce = model.target_loss(batch, inputs_embeds=e, label_smoothing=ctx.label_smoothing)
-        (g,) = torch.autograd.grad(ce, e)  # input gradients only: no weight-gradient products
+        (g,) = inner_grad(ce, e, ctx)  # input gradients only: no weight-gradient products
         g = g * batch.pad_mask[..., None].to(g.dtype)
         torch.random.set_rng_state(rng)  # the same dropout masks in both passes
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
         shifted = emb(batch.input_ids) + (2 * self.epsilon) * g
         loss = model.target_loss(batch, inputs_embeds=shifted, label_smoothing=ctx.label_smoothing)
-        pen = _wide(g).pow(2).sum().item()
-        return loss, {"ce": ce.item(), "penalty": pen}
+        pen = _wide(g).pow(2).sum()
+        return loss, {"ce": ce.detach(), "penalty": pen}

@@ -73,7 +73,7 @@ class ScheduledSampling(Method):
                 probs = torch.softmax(logp / self.temperature, -1)
                 pred = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
         guess = torch.zeros_like(ids)
-        guess[sel] = pred  # guess[:, t] is the model's token for position t + 1
+        guess[batch.target_rows, batch.target_cols] = pred  # guess[:, t] is the model's token for position t + 1
         replaced = torch.zeros_like(sel)
         coin = torch.rand(ids.shape[0], ids.shape[1] - 1, generator=gen, device=ids.device) < p
         replaced[:, 1:] = sel[:, :-1] & coin
@@ -85,5 +85,6 @@ class ScheduledSampling(Method):
         p = self.prob(ctx.step, ctx.total_steps)
         mixed, replaced = self.mix(model, batch, p, ctx.generator)
         ce = model.target_loss(batch, input_ids=mixed, label_smoothing=ctx.label_smoothing)
-        n_cand = int((batch.labels != -100).sum())
-        return ce, {"ce": ce.item(), "ss_prob": p, "ss_replaced": int(replaced.sum()) / max(1, n_cand)}
+        n_cand = len(batch.target_rows)
+        # Logged values stay on the device; train_step reads them with the loss in one go.
+        return ce, {"ce": ce.detach(), "ss_prob": p, "ss_replaced": replaced.sum().double() / max(1, n_cand)}
