@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from . import fileio
-from .batching import bucketed_batches, collate, encode_examples
+from .batching import collate, encode_examples, epoch_batches
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
 from .errors import UserError
@@ -254,7 +254,7 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     run.model.train()
     run.epoch_start_rng = run.rng.getstate()
     lengths = [len(ids) for ids, _ in run.train_ex]
-    batches = bucketed_batches(lengths, t.batch_size, run.rng)
+    batches = epoch_batches(lengths, t.batch_size, run.rng, t.bucket)
     t0 = t_start = time.perf_counter()
     tokens = 0
     with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
