@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 import yaml
 
-from . import fileio
+from . import fileio, stop
 from .batching import collate, encode_examples, epoch_batches
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
@@ -257,7 +257,9 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     batches = epoch_batches(lengths, t.batch_size, run.rng, t.bucket)
     t0 = t_start = time.perf_counter()
     tokens = 0
-    with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
+    # A stop signal (Ctrl-C, a scheduler's SIGTERM) waits for the step under way, then last.pt is
+    # saved at that point, so a preempted run loses nothing.
+    with stop.steps(), open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
         for idx in batches[st.batch_in_epoch:]:
             batch = to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             loss = train_step(run, batch, log)
@@ -265,12 +267,17 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
             tokens += batch.n_tokens
             tps = tokens / max(1e-9, time.perf_counter() - t0)
             report(completed=st.step, info=f"ep {st.epoch + 1}/{t.epochs} loss {loss:.3f} {tps:,.0f} tok/s")
-            if t.checkpoint_seconds and time.perf_counter() - run.last_save >= t.checkpoint_seconds:
+            due = t.checkpoint_seconds and time.perf_counter() - run.last_save >= t.checkpoint_seconds
+            if due or stop.pending():
                 st.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save_last(run)
-    st.train_seconds += time.perf_counter() - t0
-    run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
+                stop.check()
+        st.train_seconds += time.perf_counter() - t0
+        run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
+    if stop.pending():  # came after the last step: its state is complete
+        save_last(run)
+        stop.check()
 
 
 def select_on_dev(run: Run, report: Report = _no_report) -> dict:
@@ -279,9 +286,23 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
     st, t = run.state, run.spec.train
     report(info=f"ep {st.epoch + 1}/{t.epochs} decoding dev")
     t0 = time.perf_counter()
-    with autocast(run, enabled=t.bf16 and not t.select_fp32):
-        preds = decode_texts(run.model, run.tok, [p.source for p in run.dev_pairs], 1, run.spec.model.source_len(),
-                             run.spec.decode.max_len, run.device, batch_size=run.spec.decode.batch_size)
+    try:
+        with autocast(run, enabled=t.bf16 and not t.select_fp32):
+            preds = decode_texts(run.model, run.tok, [p.source for p in run.dev_pairs], 1,
+                                 run.spec.model.source_len(), run.spec.decode.max_len, run.device,
+                                 batch_size=run.spec.decode.batch_size)
+    except stop.Interrupted:
+        save_last(run)  # the epoch is trained: a resumed run goes straight to this decoding
+        raise
+    with stop.steps():  # the selection's files and last.pt change together
+        dev = _select(run, preds, t0)
+    stop.check()
+    report(info=f"ep {st.epoch} dev bleu {dev['bleu']:.2f} (best {st.best_bleu:.2f})")
+    return dev
+
+
+def _select(run: Run, preds: list[str], t0: float) -> dict:
+    st = run.state
     dev = study_scores(preds, [p.target for p in run.dev_pairs], lowercase=run.spec.score.lowercase)
     st.epoch += 1
     st.batch_in_epoch = 0
@@ -295,7 +316,6 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
         log.write(json.dumps({"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
                               "dev_seconds": round(time.perf_counter() - t0, 2)}) + "\n")
     save_last(run)
-    report(info=f"ep {st.epoch} dev bleu {dev['bleu']:.2f} (best {st.best_bleu:.2f})")
     return dev
 
 

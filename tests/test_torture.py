@@ -15,6 +15,7 @@ import signal
 import time
 
 import pytest
+import torch
 
 from grids import exposure, results, start, write_grid
 
@@ -191,3 +192,56 @@ def test_a_killed_pool_driver_takes_its_workers_with_it(grid, tmp_path):
     r = exposure("run", spec, "--out", out, "--device", "cpu", "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert results(out) == reference  # --jobs 2 gives each run 1 thread, as the reference's --threads 1
+
+
+def _steps_logged(run_dir) -> int:
+    log = run_dir / "train.jsonl"
+    return sum('"step"' in line for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def _mid_epoch(run_dir) -> bool:
+    """At least 3 steps into an epoch by its log (a log line every step)."""
+    log = run_dir / "train.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return len(lines) >= 3 and all('"step"' in line for line in lines[-3:])
+
+
+# No periodic checkpoint, a log line every step: a last.pt mid-epoch can only be the signal's.
+PREEMPTIBLE = ("--set", "train.checkpoint_seconds=0", "--set", "train.log_every=1")
+
+
+EXECUTION = {"serial": (1, ("--threads", "1")), "pool": (2, ("--jobs", "2")),
+             "ray": (2, ("--executor", "ray", "--cpus-per-run", "1"))}  # runs at once, options
+
+
+@pytest.mark.parametrize("executor", list(EXECUTION))
+def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(grid, tmp_path, executor):
+    """A scheduler's preemption: SIGTERM mid-epoch exits 143 saying how to resume, after every run in
+    training (in the driver, in each pool worker, in each Ray task) saved last.pt at the step it
+    reached; the rerun ends byte for byte as the uninterrupted grid (checked for the serial executor:
+    resuming is the same code whoever runs it, and each rerun costs a grid)."""
+    if executor == "ray" and os.environ.get("EXPOSURE_ALLOW_NO_RAY"):
+        pytest.importorskip("ray")
+    spec, reference = grid
+    out = tmp_path / "out"
+    jobs, options = EXECUTION[executor]
+    args = ("run", spec, "--out", out, "--device", "cpu", *PREEMPTIBLE, *options)
+    p = start(*args)
+    deadline = time.time() + 90
+    while sum(_mid_epoch(r) for r in out.glob("*/seed*")) < jobs:
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not list(out.rglob(".*.tmp"))
+    saved = [torch.load(r / "last.pt", weights_only=True)["state"] | {"logged": _steps_logged(r)}
+             for r in out.glob("*/seed*") if (r / "last.pt").exists()]
+    mid = [st for st in saved if st["batch_in_epoch"] > 0]  # checkpoint_seconds 0: only a stop saves these
+    assert len(mid) >= jobs and all(st["step"] == st["logged"] for st in mid), saved  # at the last step done
+    if executor != "serial":
+        return
+    r = exposure(*args)
+    assert r.returncode == 0, r.stderr
+    assert results(out) == reference

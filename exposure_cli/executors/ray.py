@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
 import uuid
 from pathlib import Path
 
+from .. import stop
 from ..errors import UserError
 
 try:
@@ -37,6 +41,14 @@ def _see_marker(path: str) -> bool:
 def _run_task(task: RunTask, marker: str) -> dict:
     if not _see_marker(marker):
         raise UserError(_storage_message(Path(task.dir).parents[1]))
+    if threading.current_thread() is threading.main_thread():
+        # ray.cancel interrupts the task as Ctrl-C would: the run saves last.pt after its current step
+        previous = signal.getsignal(signal.SIGINT)
+        stop.install((signal.SIGINT,))
+        try:
+            return execute(task, StatusFile(task.dir))
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return execute(task, StatusFile(task.dir))
 
 
@@ -71,6 +83,8 @@ class RayExecutor(Executor):
         if not tasks:
             return []
         started = self._init()
+        if threading.current_thread() is threading.main_thread():
+            stop.install()  # ray.init put its own SIGTERM handler (which aborts) in place of ours
         out = Path(tasks[0].dir).parents[1]
         marker = out / f"{MARKER}{uuid.uuid4().hex}"
         marker.write_text(str(os.getpid()), encoding="utf-8")
@@ -100,11 +114,27 @@ class RayExecutor(Executor):
                     display.finished(t.index, results[t.index])
                 for ref in pending:
                     display.poll(refs[ref].index)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each task saves last.pt after its current step
+            _cancel(pending)
+            raise
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
         return [results[t.index] for t in tasks]
+
+
+def _cancel(refs: list, grace: float = 60.0) -> None:
+    """Interrupt the tasks (a KeyboardInterrupt in each, which saves last.pt and stops), wait up to
+    `grace` seconds for them, then kill what is left."""
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + grace
+    left = list(refs)
+    while left and time.monotonic() < deadline:
+        _, left = ray.wait(left, num_returns=len(left), timeout=0.5)
+    for ref in left:
+        ray.cancel(ref, force=True)
 
 
 def _get(ref) -> dict:
