@@ -6,10 +6,16 @@ A run directory is the unit of resumable work:
   last.pt            everything the rest of the run depends on (weights, optimizer, schedule, every
                      random stream, the position in the epoch, the selection state); written at
                      the end of every epoch and every `train.checkpoint_seconds` of training
+  last.prev.pt       the checkpoint before last.pt, kept for when last.pt turns out damaged
   best.pt            the weights with the best dev BLEU so far (and the model config)
   train.jsonl        the training log, one JSON object a line
-  predictions.beam{k}.tsv, metrics.json   written at the end; metrics.json marks the run finished
+  predictions.beam{k}.tsv, hypotheses.beam{k}.jsonl, metrics.json   written at the end; metrics.json
+                     marks the run finished
+  checksums.json     the sha256 of each of those outputs, checked whenever the grid is rerun
   failed.json        written instead when the run diverged (a non-finite loss or gradient)
+
+Checkpoints carry a checksum (fileio). A damaged last.pt falls back to last.prev.pt; a damaged
+best.pt redoes the run; a damaged output is decoded again from best.pt. Each says so in one line.
 
 Resuming from last.pt gives, on CPU, bit for bit the run an uninterrupted process would have
 given: the data order is rebuilt from the epoch's saved shuffling state and the batches already
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +43,7 @@ from . import fileio, stop
 from .batching import collate, encode_examples, epoch_batches
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
-from .errors import UserError
+from .errors import Damaged, UserError
 from .decode import decode_hypotheses, decode_options, decode_texts
 from .gpu import Amp, amp_for, to_device
 from .methods import Method, StepContext, get_method
@@ -166,30 +173,84 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
-    if (run_dir / "last.pt").exists():
-        restore(run)
+    if (run_dir / LAST).exists() or (run_dir / PREVIOUS).exists():
+        problem = _damage(run_dir / BEST)
+        if problem:  # the best epoch's weights are lost: only a new run gives them back
+            warn(f"{problem}; the run starts over")
+            start_over(run_dir)
+        else:
+            restore(run)
     return run
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint that exists, or None."""
+    if not path.exists():
+        return None
+    try:
+        fileio.torch_load(path, "cpu")
+    except Damaged as e:
+        return str(e)
+    return None
+
+
+def start_over(run_dir: Path) -> None:
+    """Remove everything a run wrote but its spec and tokenizer, so it trains again from the start."""
+    for name in (LAST, PREVIOUS, BEST, "train.jsonl", "metrics.json", CHECKSUMS):
+        (run_dir / name).unlink(missing_ok=True)
+    for p in [*run_dir.glob("predictions.beam*.tsv"), *run_dir.glob("hypotheses.beam*.jsonl")]:
+        p.unlink()
 
 
 # ------------------------------------------------------------------------ checkpoints
 
 
+LAST, PREVIOUS, BEST, CHECKSUMS = "last.pt", "last.prev.pt", "best.pt", "checksums.json"
+
+
 def save_last(run: Run) -> None:
-    """Everything `restore` needs, written atomically: a kill at any moment leaves the previous one."""
+    """Everything `restore` needs, written atomically: a kill at any moment leaves the previous one.
+    The one it replaces becomes last.prev.pt, the fallback when storage damages last.pt."""
     rng = run.epoch_start_rng if run.state.batch_in_epoch else run.rng.getstate()
     log = run.dir / "train.jsonl"
-    fileio.torch_save(run.dir / "last.pt", {
+    fileio.torch_save(run.dir / LAST, {
         "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
         "rng": rng, "generator": run.gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
         "state": asdict(run.state), "log_bytes": log.stat().st_size if log.exists() else 0,
         "amp": run.amp.state_dict(),
-    })
+    }, previous=run.dir / PREVIOUS)
     run.last_save = time.perf_counter()
 
 
+def _load_last(run: Run) -> tuple[dict | None, Path]:
+    """The newest intact checkpoint of last.pt and last.prev.pt (saying in one line when last.pt
+    was damaged), or None when neither is."""
+    damaged = None
+    for path in (run.dir / LAST, run.dir / PREVIOUS):
+        if not path.exists():
+            continue
+        try:
+            ck = fileio.torch_load(path, run.device)
+        except Damaged as e:
+            damaged = damaged or str(e)
+            continue
+        if damaged:
+            warn(f"{damaged}; resuming from {path.name}, the checkpoint before it")
+        return ck, path
+    warn(f"{damaged}; no earlier checkpoint is intact: the run starts over")
+    return None, run.dir / LAST
+
+
 def restore(run: Run) -> None:
-    ck = fileio.torch_load(run.dir / "last.pt", run.device)
+    ck, path = _load_last(run)
+    if ck is None:
+        start_over(run.dir)
+        return
     try:
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -202,7 +263,7 @@ def restore(run: Run) -> None:
         run.state = RunState(**ck["state"])
         run.amp.load_state_dict(ck.get("amp"))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise UserError(f"{run.dir / 'last.pt'}: not a checkpoint of this run ({type(e).__name__}: {e}); "
+        raise UserError(f"{path}: not a checkpoint of this run ({type(e).__name__}: {e}); "
                         "delete it to start the run over") from None
     log = run.dir / "train.jsonl"
     if log.exists() and log.stat().st_size > ck["log_bytes"]:
@@ -310,7 +371,7 @@ def _select(run: Run, preds: list[str], t0: float) -> dict:
     improved = dev["bleu"] > st.best_bleu
     if improved:
         st.best_bleu, st.best_epoch = dev["bleu"], st.epoch
-        fileio.torch_save(run.dir / "best.pt", {"model": run.model.state_dict(), "config": asdict(run.model.config),
+        fileio.torch_save(run.dir / BEST, {"model": run.model.state_dict(), "config": asdict(run.model.config),
                                                 "epoch": st.epoch, "dev": dev})
     with open(run.dir / "train.jsonl", "a", encoding="utf-8") as log:
         log.write(json.dumps({"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
@@ -322,7 +383,7 @@ def _select(run: Run, preds: list[str], t0: float) -> dict:
 def evaluate_run(run: Run, report: Report = _no_report) -> dict:
     """Decode the test set at every beam with best.pt, score, write the predictions and metrics.json."""
     spec = run.spec
-    model = UniLM.from_checkpoint(run.dir / "best.pt", run.device)
+    model = UniLM.from_checkpoint(run.dir / BEST, run.device)
     sources, refs = [p.source for p in run.test_pairs], [p.target for p in run.test_pairs]
     t0 = time.perf_counter()
     beams = {}
@@ -340,8 +401,52 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
     fileio.write_json(run.dir / "metrics.json", metrics)
-    (run.dir / "last.pt").unlink(missing_ok=True)  # the finished run needs only best.pt
+    outputs = ["metrics.json"] + [f"{kind}.beam{k}.{ext}" for k in spec.decode.beams
+                                  for kind, ext in (("predictions", "tsv"), ("hypotheses", "jsonl"))]
+    fileio.write_json(run.dir / CHECKSUMS, {name: fileio.sha256_file(run.dir / name) for name in outputs})
+    for name in (LAST, PREVIOUS):  # the finished run needs only best.pt
+        (run.dir / name).unlink(missing_ok=True)
     return metrics
+
+
+def damaged_output(run_dir: Path) -> str | None:
+    """Which of a finished run's outputs no longer matches checksums.json, or None. A run finished
+    without the file (by an older version, or killed just before writing it) is taken as it is."""
+    manifest = run_dir / CHECKSUMS
+    if not manifest.exists():
+        return None
+    try:
+        sums = json.loads(manifest.read_bytes())
+        assert isinstance(sums, dict) and sums
+    except (ValueError, AssertionError):
+        return f"{manifest}: damaged (not the JSON it was written as)"
+    for name, digest in sums.items():
+        path = run_dir / name
+        if not path.is_file() or fileio.sha256_file(path) != digest:
+            return f"{path}: damaged (it does not match its checksum in {CHECKSUMS})"
+    return None
+
+
+def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
+               report: Report = _no_report) -> dict | None:
+    """A finished run's test decoding and scores again, from best.pt; None when best.pt is damaged
+    too (the run is then cleared, to be trained again)."""
+    try:
+        best = fileio.torch_load(run_dir / BEST, "cpu")
+    except Damaged as e:
+        warn(f"{e}; the run starts over")
+        start_over(run_dir)
+        return None
+    try:
+        old = json.loads((run_dir / "metrics.json").read_bytes())
+    except (OSError, ValueError):
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    run = prepare_run(spec, method_spec, seed, run_dir, device)
+    seconds = {k: v for k in ("train_seconds", "dev_seconds") if isinstance(v := old.get(k), (int, float))}
+    run.state = RunState(epoch=spec.train.epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
+                         best_epoch=best["epoch"], **seconds)
+    return evaluate_run(run, report)
 
 
 def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
@@ -350,7 +455,13 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
     `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged."""
     done = run_dir / "metrics.json"
     if done.exists():
-        return fileio.read_json(done)
+        problem = damaged_output(run_dir)
+        if not problem:
+            return fileio.read_json(done)
+        warn(f"{problem}; decoding the test set again from best.pt")
+        metrics = reevaluate(spec, method_spec, seed, run_dir, device, report)
+        if metrics is not None:
+            return metrics
     failed = run_dir / "failed.json"
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -244,4 +248,97 @@ def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(gr
         return
     r = exposure(*args)
     assert r.returncode == 0, r.stderr
+    assert results(out) == reference
+
+
+# ------------------------------------------------------------------ full disks and damaged storage
+
+
+def _can_mount() -> bool:
+    return shutil.which("unshare") is not None and \
+        subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount(), reason="a tmpfs in a private mount namespace (unshare -m) needs CAP_SYS_ADMIN")
+def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_space_is_freed(grid, tmp_path):
+    """--out on a 64 kB tmpfs: the first checkpoint (~220 kB) does not fit. One line naming last.pt,
+    the filesystem and the space needed, exit 2, no temporary left; with the tmpfs grown, the same
+    command finishes the run as the uninterrupted grid did."""
+    spec, reference = grid
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cmd = shlex.join([sys.executable, "-m", "exposure_cli", "run", str(spec), "--out", str(mnt / "out"), *ARGS,
+                      "--set", "methods=[baseline]", "--set", "train.seeds=[0]"])
+    script = f"""
+mount -t tmpfs -o size=64k tmpfs {mnt} || exit 1
+{cmd} >/dev/null 2>{tmp_path}/full.err; echo $? >{tmp_path}/full.code
+cp -a {mnt}/out {tmp_path}/full
+mount -o remount,size=16m {mnt}
+{cmd} >/dev/null 2>{tmp_path}/freed.err; echo $? >{tmp_path}/freed.code
+cp -a {mnt}/out {tmp_path}/freed
+"""
+    subprocess.run(["unshare", "-m", "sh", "-c", script], check=True, timeout=300, cwd=tmp_path)
+    err = (tmp_path / "full.err").read_text().strip()
+    assert (tmp_path / "full.code").read_text().strip() == "2", err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{mnt}/out/baseline/seed0/last.pt: no space left on the filesystem at {mnt}" in err, err
+    assert "MB needed" in err and "rerun the same command" in err
+    left = sorted(p.name for p in (tmp_path / "full").rglob("*"))
+    assert not [n for n in left if n.endswith(".tmp") or n.endswith(".pt")], left
+    assert (tmp_path / "freed.code").read_text().strip() == "0", (tmp_path / "freed.err").read_text()
+    run = "baseline/seed0/"
+    assert {k: v for k, v in results(tmp_path / "freed").items() if k.startswith(run)} == \
+        {k: v for k, v in reference.items() if k.startswith(run)}
+
+
+def _damage(path, n: int = 64) -> None:
+    """Flip n bytes in the middle of a file, as a bad disk or a half-synced network filesystem would."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = bytes(b ^ 0xFF for b in data[mid:mid + n])
+    path.write_bytes(bytes(data))
+
+
+def _kill_when(p, due, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while not due():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    out, err = p.communicate()
+    return out + err
+
+
+def test_damaged_checkpoints_and_outputs_are_noticed_and_the_grid_ends_as_if_never_damaged(grid, tmp_path):
+    """64 flipped bytes: in last.pt after a kill (resumed from last.prev.pt), in the best.pt of a run
+    in training (the run is redone), in a finished run's predictions (decoded again from best.pt),
+    in a finished run's best.pt and hypotheses (redone). Each says so in one line; the grid ends
+    byte for byte as the uninterrupted one."""
+    spec, reference = grid
+    out = tmp_path / "out"
+    first, second = out / "baseline" / "seed0", out / "baseline" / "seed1"
+
+    p = start("run", spec, "--out", out, *ARGS)
+    _kill_when(p, lambda: (first / "last.prev.pt").exists() and (first / "last.pt").exists())
+    _damage(first / "last.pt")
+    p = start("run", spec, "--out", out, *ARGS)
+    said = _kill_when(p, lambda: (second / "best.pt").exists() and (second / "last.pt").exists())
+    assert f"{first}/last.pt: damaged" in said and "resuming from last.prev.pt" in said, said
+    _damage(second / "best.pt")
+    r = exposure("run", spec, "--out", out, *ARGS)
+    assert r.returncode == 0, r.stderr
+    assert f"{second}/best.pt: damaged" in r.stdout + r.stderr and "the run starts over" in r.stdout + r.stderr
+    assert results(out) == reference
+
+    _damage(first / "predictions.beam2.tsv")
+    r = exposure("run", spec, "--out", out, *ARGS)
+    said = r.stdout + r.stderr
+    assert r.returncode == 0 and f"{first}/predictions.beam2.tsv: damaged" in said and "again from best.pt" in said
+    assert results(out) == reference
+
+    _damage(second / "best.pt")
+    _damage(second / "hypotheses.beam1.jsonl")
+    r = exposure("run", spec, "--out", out, *ARGS)
+    said = r.stdout + r.stderr
+    assert r.returncode == 0 and f"{second}/best.pt: damaged" in said and "the run starts over" in said, said
     assert results(out) == reference

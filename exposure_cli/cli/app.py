@@ -4,6 +4,7 @@ anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -65,6 +66,14 @@ class _Group(TyperGroup):
             ctx.exit(code)
         except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
             error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
+            ctx.exit(2)
+        except OSError as e:  # a full disk met outside the atomic writes (a log line); those say it themselves
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            from ..fileio import disk_full
+
+            error(str(disk_full(e.filename)) if e.filename else "no space left on a filesystem this command writes "
+                  "to; nothing was half-written: free some space and rerun the same command to resume")
             ctx.exit(2)
 
 
