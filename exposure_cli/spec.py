@@ -296,6 +296,10 @@ def _check_ranges(s: Spec) -> None:
 
     m, t, d = s.model, s.train, s.decode
     need(bool(s.name) and isinstance(s.name, str), "name", "a non-empty string")
+    # The default output directory is runs/<name>: a name must not lead out of runs/.
+    if s.name in (".", "..") or any(c in s.name for c in "/\\\0"):
+        raise UserError(f"name: expected a name usable as one directory under runs/ (no '/', '\\', '.' or '..'), "
+                        f"got {s.name!r}")
     for key in ("layers", "hidden", "heads", "intermediate"):
         v = getattr(m, key)
         need(v is None or v >= 1, f"model.{key}", "at least 1")
