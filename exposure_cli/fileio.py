@@ -144,10 +144,11 @@ CHECKSUM = b"exposure-sha256:"
 _TRAILER = len(CHECKSUM) + 64
 
 
-def with_checksum(data: bytes) -> bytes:
-    """A torch.save archive (no comment yet) with its checksum as the zip comment."""
-    digest = hashlib.sha256(memoryview(data)[:-2]).hexdigest().encode()
-    return data[:-2] + struct.pack("<H", _TRAILER) + CHECKSUM + digest
+def checksum_trailer(archive) -> bytes:
+    """What replaces the last 2 bytes (the empty comment's length) of a torch.save archive: the
+    comment's length and the comment, the archive's checksum."""
+    digest = hashlib.sha256(memoryview(archive)[:-2]).hexdigest().encode()
+    return struct.pack("<H", _TRAILER) + CHECKSUM + digest
 
 
 def checksum_ok(data: bytes) -> bool | None:
@@ -167,7 +168,18 @@ def torch_save(path, obj: Any, previous=None) -> Path:
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return write_bytes(path, with_checksum(buf.getbuffer().tobytes()), previous)
+    archive = buf.getbuffer()  # no copy: a BERT-base last.pt is 1.2 GB
+    trailer = checksum_trailer(archive)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(archive[:-2])
+            f.write(trailer)
+
+    try:
+        return _atomic(path, write, len(archive) - 2 + len(trailer), previous)
+    finally:
+        archive.release()
 
 
 def read_json(path, what: str = "JSON file") -> Any:
