@@ -61,12 +61,15 @@ def disk_full(path, size: int | None = None):
     from .errors import UserError
 
     path = Path(path)
+    def amount(n: int) -> str:
+        return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
     try:
         st = os.statvfs(path.parent)
-        free = f"{st.f_bavail * st.f_frsize / 1e6:,.1f} MB free"
+        free = f"{amount(st.f_bavail * st.f_frsize)} free"
     except OSError:
         free = "free space unknown"
-    needed = f"{size / 1e6:,.1f} MB needed, " if size is not None else ""
+    needed = f"{amount(size)} needed, " if size is not None else ""
     return UserError(f"{path}: no space left on the filesystem at {_mount_point(path.parent)} ({needed}{free}); "
                      "nothing was half-written: free some space and rerun the same command to resume")
 

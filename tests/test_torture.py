@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -21,7 +22,7 @@ import time
 import pytest
 import torch
 
-from grids import exposure, results, start, write_grid
+from grids import ROOT, exposure, results, start, write_grid
 
 KILLS = int(os.environ.get("EXPOSURE_TORTURE_KILLS", "4"))
 ARGS = ("--device", "cpu", "--threads", "1")
@@ -269,9 +270,10 @@ def _can_mount() -> bool:
 
 @pytest.mark.skipif(not _can_mount(), reason="a tmpfs in a private mount namespace (unshare -m) needs CAP_SYS_ADMIN")
 def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_space_is_freed(grid, tmp_path):
-    """--out on a 64 kB tmpfs: the first checkpoint (~220 kB) does not fit. One line naming last.pt,
-    the filesystem and the space needed, exit 2, no temporary left; with the tmpfs grown, the same
-    command finishes the run as the uninterrupted grid did."""
+    """--out on a 64 kB tmpfs: the first checkpoint (best.pt, 75 kB, or last.pt, 220 kB, whichever
+    comes first) does not fit. One line naming it, the filesystem and the space needed, exit 2, no
+    temporary left; with the tmpfs grown, the same command finishes the run as the uninterrupted
+    grid did."""
     spec, reference = grid
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -285,12 +287,13 @@ mount -o remount,size=16m {mnt}
 {cmd} >/dev/null 2>{tmp_path}/freed.err; echo $? >{tmp_path}/freed.code
 cp -a {mnt}/out {tmp_path}/freed
 """
-    subprocess.run(["unshare", "-m", "sh", "-c", script], check=True, timeout=300, cwd=tmp_path)
+    subprocess.run(["unshare", "-m", "sh", "-c", script], check=True, timeout=300, cwd=ROOT)
     err = (tmp_path / "full.err").read_text().strip()
     assert (tmp_path / "full.code").read_text().strip() == "2", err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert f"{mnt}/out/baseline/seed0/last.pt: no space left on the filesystem at {mnt}" in err, err
-    assert "MB needed" in err and "rerun the same command" in err
+    assert re.search(rf"{mnt}/out/baseline/seed0/(last|best)\.pt: no space left on the filesystem at {mnt} "
+                     r"\(\d+ kB needed, \d+ kB free\)", err), err
+    assert "rerun the same command" in err
     left = sorted(p.name for p in (tmp_path / "full").rglob("*"))
     assert not [n for n in left if n.endswith(".tmp") or n.endswith(".pt")], left
     assert (tmp_path / "freed.code").read_text().strip() == "0", (tmp_path / "freed.err").read_text()
