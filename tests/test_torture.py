@@ -243,6 +243,7 @@ def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(gr
     while not any(_mid_epoch(r) for r in out.glob("*/seed*")):
         assert time.time() < deadline and p.poll() is None
         time.sleep(0.01)
+    at_signal = sum(_steps_logged(r) for r in out.glob("*/seed*"))
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
@@ -255,6 +256,7 @@ def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(gr
     assert all(st["step"] == st["logged"] for st in saved) and any(st["batch_in_epoch"] for st in saved), saved
     if executor != "serial":
         return
+    assert saved[0]["step"] <= at_signal + 2, (saved, at_signal)  # within a step or two of the signal
     r = exposure(*args)
     assert r.returncode == 0, r.stderr
     assert _runs(results(out)) == _runs(reference, "baseline/seed0/")
