@@ -83,7 +83,9 @@ class RayExecutor(Executor):
         if not tasks:
             return []
         started = self._init()
-        if threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.getsignal(s) for s in stop.SIGNALS} if main else {}
+        if main:
             stop.install()  # ray.init put its own SIGTERM handler (which aborts) in place of ours
         out = Path(tasks[0].dir).parents[1]
         marker = out / f"{MARKER}{uuid.uuid4().hex}"
@@ -94,6 +96,9 @@ class RayExecutor(Executor):
             marker.unlink(missing_ok=True)
             if started:
                 ray.shutdown()
+            for s, handler in previous.items():
+                if handler is not None:  # None: a handler set outside Python (Ray's), gone with it
+                    signal.signal(s, handler)
 
     def _remote(self, fn, retries: int):
         return ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=retries, retry_exceptions=False)(fn)
