@@ -26,12 +26,12 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-_state = {"deferring": 0, "pending": None, "last": signal.SIGINT, "outside": None}
+_state = {"deferring": 0, "pending": None, "last": signal.SIGINT, "outside": None, "patient": False}
 
 
 def _handler(signum, frame) -> None:
     _state["last"] = signum
-    if _state["deferring"] and (_state["pending"] is None or signum == signal.SIGTERM):
+    if _state["deferring"] and (_state["pending"] is None or signum == signal.SIGTERM or _state["patient"]):
         _state["pending"] = _state["pending"] or signum  # a repeated SIGTERM (a pool's own clean-up) waits too
         return
     if _state["outside"] is not None:
@@ -39,10 +39,11 @@ def _handler(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def install(signals=SIGNALS, outside=None) -> None:
+def install(signals=SIGNALS, outside=None, patient: bool = False) -> None:
     """Handle `signals` as described above (main thread only). `outside(signum)`, when given, runs
-    for a signal outside `steps()` instead of raising (pool workers exit there at once)."""
-    _state["outside"] = outside
+    for a signal outside `steps()` instead of raising (pool workers exit there at once); `patient`:
+    a repeated SIGINT waits too (in a Ray task it is Ray's cancel, not a user insisting)."""
+    _state["outside"], _state["patient"] = outside, patient
     for s in signals:
         signal.signal(s, _handler)
 

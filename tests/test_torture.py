@@ -250,13 +250,14 @@ def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(gr
     assert "terminated (SIGTERM)" in err and "rerun the same command to resume" in err and "Traceback" not in err
     assert not list(out.rglob(".*.tmp"))
     # Every run that had trained and not finished saved last.pt at its last step (the log has a line a
-    # step); one was mid-epoch, where with checkpoint_seconds 0 only a stop saves.
+    # step; with checkpoint_seconds 0 only epoch ends save otherwise). A pool or Ray stop reaches its
+    # runs some steps later on a loaded machine, so only the serial run is held to the signal's step.
     training = [r for r in out.glob("*/seed*") if _steps_logged(r) and not (r / "metrics.json").exists()]
     saved = [torch.load(r / "last.pt", weights_only=True)["state"] | {"logged": _steps_logged(r)} for r in training]
-    assert all(st["step"] == st["logged"] for st in saved) and any(st["batch_in_epoch"] for st in saved), saved
+    assert saved and all(st["step"] == st["logged"] for st in saved), saved
     if executor != "serial":
         return
-    assert saved[0]["step"] <= at_signal + 2, (saved, at_signal)  # within a step or two of the signal
+    assert 0 < saved[0]["batch_in_epoch"] and saved[0]["step"] <= at_signal + 2, (saved, at_signal)
     r = exposure(*args)
     assert r.returncode == 0, r.stderr
     assert _runs(results(out)) == _runs(reference, "baseline/seed0/")

@@ -44,7 +44,7 @@ def _run_task(task: RunTask, marker: str) -> dict:
     if threading.current_thread() is threading.main_thread():
         # ray.cancel interrupts the task as Ctrl-C would: the run saves last.pt after its current step
         previous = signal.getsignal(signal.SIGINT)
-        stop.install((signal.SIGINT,))
+        stop.install((signal.SIGINT,), patient=True)
         try:
             return execute(task, StatusFile(task.dir))
         finally:
