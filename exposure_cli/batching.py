@@ -1,4 +1,5 @@
-"""Examples → padded tensors: UniLM inputs, target-only labels, and length-bucketed batches."""
+"""Examples → padded tensors: UniLM inputs, target-only labels, and an epoch's batches (length-bucketed,
+or consecutive slices of a plain shuffle as the study's scripts cut them)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, bu
         batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def shuffled_batches(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Consecutive slices of one plain shuffle, as the study's scripts cut an epoch (`train.bucket: false`)."""
+    idx = list(range(n))
+    rng.shuffle(idx)
+    return [idx[s : s + batch_size] for s in range(0, n, batch_size)]
+
+
+def epoch_batches(lengths: list[int], batch_size: int, rng: random.Random, bucket: bool) -> list[list[int]]:
+    """An epoch's batches of indices, drawn from `rng` (its state before the call rebuilds them)."""
+    if bucket:
+        return bucketed_batches(lengths, batch_size, rng)
+    return shuffled_batches(len(lengths), batch_size, rng)

@@ -37,6 +37,7 @@ def scratch_config(m, vocab_size: int) -> ModelConfig:
     size = {k: getattr(m, k) if getattr(m, k) is not None else v for k, v in SCRATCH_SIZE.items()}
     return ModelConfig(vocab_size=vocab_size, hidden=size["hidden"], layers=size["layers"], heads=size["heads"],
                        intermediate=m.intermediate, max_positions=m.max_len, dropout=m.dropout, pre_ln=m.pre_ln,
+                       attention_dropout=m.attention_dropout,
                        copy=m.copy, copy_continuation=m.copy_continuation, copy_coverage=m.copy_coverage)
 
 

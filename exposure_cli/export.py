@@ -27,7 +27,7 @@ def bert_config(c: ModelConfig) -> dict:
     return {"architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": c.vocab_size,
             "hidden_size": c.hidden, "num_hidden_layers": c.layers, "num_attention_heads": c.heads,
             "intermediate_size": c.ffn, "hidden_act": "gelu", "hidden_dropout_prob": c.dropout,
-            "attention_probs_dropout_prob": c.dropout, "max_position_embeddings": c.max_positions,
+            "attention_probs_dropout_prob": c.attention_p, "max_position_embeddings": c.max_positions,
             "type_vocab_size": c.type_vocab_size, "layer_norm_eps": c.layer_norm_eps, "initializer_range": 0.02,
             "pad_token_id": c.pad_id, "position_embedding_type": "absolute", "tie_word_embeddings": True}
 

@@ -27,6 +27,8 @@ class ModelConfig(PointerConfig):  # and the copy pointer's settings (pointer.py
     max_positions: int = 256
     type_vocab_size: int = 2
     dropout: float = 0.1
+    # Dropout on attention probabilities; None = `dropout` (BERT's), 0 = none (bert4keras 0.5.8 has none).
+    attention_dropout: float | None = None
     layer_norm_eps: float = 1e-12
     pad_id: int = 0
     # Pre-LN blocks (LayerNorm on each sublayer's input) instead of BERT's post-LN; same parameters.
@@ -35,6 +37,10 @@ class ModelConfig(PointerConfig):  # and the copy pointer's settings (pointer.py
     @property
     def ffn(self) -> int:
         return self.intermediate or 4 * self.hidden
+
+    @property
+    def attention_p(self) -> float:
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
 
 
 def unilm_mask(segment_ids: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
@@ -114,7 +120,7 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(c.hidden, c.hidden)
         self.key = nn.Linear(c.hidden, c.hidden)
         self.value = nn.Linear(c.hidden, c.hidden)
-        self.dropout_p = c.dropout
+        self.dropout_p = c.attention_p
 
     def split(self, x):
         B, L, _ = x.shape
@@ -322,7 +328,7 @@ class UniLM(nn.Module):
         if attn_mask is None:
             attn_mask = unilm_mask(segment_ids, pad_mask)
         x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
-        if plain_attention(x.device.type, self.training, self.config.dropout, self.double_backward):
+        if plain_attention(x.device.type, self.training, self.config.attention_p, self.double_backward):
             attn_mask = AttentionBias(attn_mask, _compute_dtype(x))
         return self.bert.encoder(x, attn_mask, caches)
 

@@ -79,7 +79,8 @@ def model_config(m, cfg: dict, path: Path, vocab_size: int, pad_id: int) -> Mode
     return ModelConfig(vocab_size=vocab_size, hidden=cfg["hidden_size"], layers=cfg["num_hidden_layers"],
                        heads=cfg["num_attention_heads"], intermediate=cfg["intermediate_size"],
                        max_positions=cfg["max_position_embeddings"], type_vocab_size=cfg["type_vocab_size"],
-                       dropout=m.dropout, layer_norm_eps=float(cfg["layer_norm_eps"]), pad_id=pad_id)
+                       dropout=m.dropout, attention_dropout=m.attention_dropout,
+                       layer_norm_eps=float(cfg["layer_norm_eps"]), pad_id=pad_id)
 
 
 def read_weights(d: Path) -> tuple[dict, Path]:

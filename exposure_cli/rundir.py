@@ -5,11 +5,13 @@
       spec.yaml          the resolved spec of the experiment, plus this run's method and seed
       vocab.txt          the run's tokenizer vocabulary
       last.pt            everything the rest of the run depends on (train.py: `save_last`)
+      last.prev.pt       the checkpoint before last.pt, kept for when last.pt turns out damaged
       best.pt            the weights with the best dev BLEU so far (and the model config)
       train.jsonl        the training log, one JSON object a line
       status.json        the latest progress of a run in another process (executors)
       predictions.beam{k}.tsv, hypotheses.beam{k}.jsonl   the test split decoded at beam k
       metrics.json       written last: its presence marks the run finished
+      checksums.json     the sha256 of metrics, predictions and hypotheses, checked on every rerun
       failed.json        written instead when the run diverged
       diagnostics.json   `exposure diagnose`'s measures of the run
 
@@ -24,12 +26,14 @@ from pathlib import Path
 
 SPEC = "spec.yaml"
 LAST = "last.pt"
+PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, for when storage damages last.pt
 BEST = "best.pt"
 LOG = "train.jsonl"
 STATUS = "status.json"
 METRICS = "metrics.json"
 FAILED = "failed.json"
 DIAGNOSTICS = "diagnostics.json"
+CHECKSUMS = "checksums.json"  # sha256 of a finished run's outputs, checked whenever the grid is rerun
 SUMMARY = "summary.json"
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 

@@ -20,7 +20,7 @@ import torch
 from . import fileio, report, rundir, tables
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
-from .rundir import run_path
+from .rundir import run_dir_name, run_path
 from .spec import Spec, method_label
 
 LOCK = ".exposure.lock"
@@ -54,10 +54,24 @@ def locked(out_dir: Path):
         f.close()  # releases the lock
 
 
+def check_run_dirs(labels: list[str]) -> None:
+    """Each method's directory is one name under OUT, its own: a label (a registered method's name and
+    parameters) that would give '.', '..' or another method's directory stops the grid before any work."""
+    seen: dict[str, str] = {}
+    for label in labels:
+        name = run_dir_name(label)
+        if name in ("", ".", ".."):
+            raise UserError(f"methods: {label!r} gives no usable run directory name ({name!r})")
+        if name in seen:
+            raise UserError(f"methods: {seen[name]!r} and {label!r} would share the run directory {name!r}")
+        seen[name] = label
+
+
 def make_tasks(spec: Spec, out_dir: Path, device: torch.device | str, threads: int) -> list[RunTask]:
     """The grid's tasks; `device` may be an option still to resolve on the worker (`auto` with Ray)."""
     from .methods import get_method
 
+    check_run_dirs([method_label(m) for m in spec.methods])
     d = spec.to_dict()
     return [RunTask(i, label, {"name": m.name, "params": dict(m.params)}, seed, str(run_path(out_dir, label, seed)),
                     d, str(device), threads, cost=get_method(m.name, m.params).step_cost)

@@ -57,7 +57,10 @@ class ModelSpec:
     hidden: int | None = param(None, "width; default 256 (scratch) or config.json's")
     heads: int | None = param(None, "attention heads; default 4 (scratch) or config.json's")
     intermediate: int | None = param(None, "feed-forward width; default 4 × hidden or config.json's")
-    dropout: float = param(0.1, "dropout on embeddings, attention probabilities and sublayer outputs")
+    dropout: float = param(0.1, "dropout on embeddings and sublayer outputs (and attention probabilities, "
+                           "unless model.attention_dropout says otherwise)")
+    attention_dropout: float | None = param(None, "dropout on attention probabilities; null = model.dropout "
+                                            "(BERT's); 0 = none, as bert4keras 0.5.8 (the paper profiles)")
     max_len: int = param(256, "positions for [CLS] source [SEP] target [SEP], as in the study")
     max_source_len: int | None = param(None, "source tokens kept; default max_len - max_target_len - 2")
     max_target_len: int = param(32, "target positions in training, the final [SEP] included")
@@ -88,6 +91,8 @@ class TrainSpec:
                                      "(BERT's fine-tuning recipe); false decays every parameter")
     grad_clip: float | None = param(1.0, "clip the gradient's global norm to this; null = no clipping")
     label_smoothing: float = param(0.0, "label smoothing of the target cross-entropy")
+    bucket: bool = param(True, "batch examples of similar length (less padding); false = consecutive slices "
+                         "of one plain shuffle per epoch, as the study's scripts (the paper profiles)")
     seeds: list[int] = param([0, 1], "one run per seed and method")
     bf16: bool = param(True, "bf16 autocast for training and decoding (fp16 with a grad scaler on GPUs without bf16)")
     dev_size: int | None = param(500, "dev examples greedily decoded after each epoch; null = the whole split")
@@ -293,6 +298,10 @@ def _check_ranges(s: Spec) -> None:
 
     m, t, d = s.model, s.train, s.decode
     need(bool(s.name) and isinstance(s.name, str), "name", "a non-empty string")
+    # The default output directory is runs/<name>: a name must not lead out of runs/.
+    if s.name in (".", "..") or any(c in s.name for c in "/\\\0"):
+        raise UserError(f"name: expected a name usable as one directory under runs/ (no '/', '\\', '.' or '..'), "
+                        f"got {s.name!r}")
     for key in ("layers", "hidden", "heads", "intermediate"):
         v = getattr(m, key)
         need(v is None or v >= 1, f"model.{key}", "at least 1")
@@ -304,6 +313,8 @@ def _check_ranges(s: Spec) -> None:
     need(not (m.init == "pretrained" and m.copy), "model.copy", "false with init: pretrained (BERT has no copy head)")
     need(not (m.init == "pretrained" and m.pre_ln), "model.pre_ln", "false with init: pretrained (BERT is post-LN)")
     need(0 <= m.dropout < 1, "model.dropout", "a number in [0, 1)")
+    need(m.attention_dropout is None or 0 <= m.attention_dropout < 1, "model.attention_dropout",
+         "a number in [0, 1), or null for model.dropout")
     need(m.copy_continuation >= 0, "model.copy_continuation", "0 (off) or a positive match length")
     need(not m.copy_continuation or m.copy, "model.copy_continuation", "0 unless model.copy is true")
     need(not m.copy_coverage or m.copy, "model.copy_coverage", "false unless model.copy is true")

@@ -6,6 +6,9 @@ the epoch, the selection state), written at the end of every epoch and every
 `train.checkpoint_seconds` of training; metrics.json, written at the end, marks the run finished;
 failed.json is written instead when the run diverged (a non-finite loss or gradient).
 
+Checkpoints carry a checksum (fileio). A damaged last.pt falls back to last.prev.pt; a damaged
+best.pt redoes the run; a damaged output is decoded again from best.pt. Each says so in one line.
+
 Resuming from last.pt gives, on CPU, bit for bit the run an uninterrupted process would have
 given: the data order is rebuilt from the epoch's saved shuffling state and the batches already
 trained are skipped; dropout, the method's draws and the optimizer continue from their saved state.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,11 +31,11 @@ from typing import Callable
 import torch
 import yaml
 
-from . import fileio, rundir
-from .batching import bucketed_batches, collate, encode_examples
+from . import fileio, rundir, stop
+from .batching import collate, encode_examples, epoch_batches
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
-from .errors import UserError
+from .errors import Damaged, UserError
 from .decode import decode_spec, decode_texts
 from .gpu import Amp, amp_for, to_device
 from .methods import Method, StepContext, get_method
@@ -162,16 +166,45 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
-    if (run_dir / rundir.LAST).exists():
-        restore(run)
+    if (run_dir / rundir.LAST).exists() or (run_dir / rundir.PREVIOUS).exists():
+        problem = _damage(run_dir / rundir.BEST)
+        if problem:  # the best epoch's weights are lost: only a new run gives them back
+            warn(f"{problem}; the run starts over")
+            start_over(run_dir)
+        else:
+            restore(run)
     return run
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint that exists, or None."""
+    if not path.exists():
+        return None
+    try:
+        fileio.torch_load(path, "cpu")
+    except Damaged as e:
+        return str(e)
+    return None
+
+
+def start_over(run_dir: Path) -> None:
+    """Remove everything a run wrote but its spec and tokenizer, so it trains again from the start."""
+    for name in (rundir.LAST, rundir.PREVIOUS, rundir.BEST, rundir.LOG, rundir.METRICS, rundir.CHECKSUMS):
+        (run_dir / name).unlink(missing_ok=True)
+    for p in [*run_dir.glob("predictions.beam*.tsv"), *run_dir.glob("hypotheses.beam*.jsonl")]:
+        p.unlink()
 
 
 # ------------------------------------------------------------------------ checkpoints
 
 
 def save_last(run: Run) -> None:
-    """Everything `restore` needs, written atomically: a kill at any moment leaves the previous one."""
+    """Everything `restore` needs, written atomically: a kill at any moment leaves the previous one.
+    The one it replaces becomes last.prev.pt, the fallback when storage damages last.pt."""
     rng = run.epoch_start_rng if run.state.batch_in_epoch else run.rng.getstate()
     log = run.dir / rundir.LOG
     fileio.torch_save(run.dir / rundir.LAST, {
@@ -180,14 +213,36 @@ def save_last(run: Run) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
         "state": asdict(run.state), "log_bytes": log.stat().st_size if log.exists() else 0,
         "amp": run.amp.state_dict(),
-    })
+    }, previous=run.dir / rundir.PREVIOUS)
     run.last_save = time.perf_counter()
 
 
+def _load_last(run: Run) -> tuple[dict | None, Path]:
+    """The newest intact checkpoint of last.pt and last.prev.pt (saying in one line when last.pt
+    was damaged), or None when neither is."""
+    damaged = None
+    for path in (run.dir / rundir.LAST, run.dir / rundir.PREVIOUS):
+        if not path.exists():
+            continue
+        try:
+            # To the CPU: the RNG states must stay CPU tensors (CUDA's set_rng_state refuses others) and Adam's
+            # step counters host scalars; load_state_dict moves the weights and Adam's moments to their parameters.
+            ck = fileio.torch_load(path, "cpu")
+        except Damaged as e:
+            damaged = damaged or str(e)
+            continue
+        if damaged:
+            warn(f"{damaged}; resuming from {path.name}, the checkpoint before it")
+        return ck, path
+    warn(f"{damaged}; no earlier checkpoint is intact: the run starts over")
+    return None, run.dir / rundir.LAST
+
+
 def restore(run: Run) -> None:
-    # To the CPU: the RNG states must stay CPU tensors (CUDA's set_rng_state refuses others) and Adam's
-    # step counters host scalars; load_state_dict moves the weights and Adam's moments to their parameters.
-    ck = fileio.torch_load(run.dir / rundir.LAST, "cpu")
+    ck, path = _load_last(run)
+    if ck is None:
+        start_over(run.dir)
+        return
     try:
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -200,7 +255,7 @@ def restore(run: Run) -> None:
         run.state = RunState(**ck["state"])
         run.amp.load_state_dict(ck.get("amp"))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise UserError(f"{run.dir / rundir.LAST}: not a checkpoint of this run ({type(e).__name__}: {e}); "
+        raise UserError(f"{path}: not a checkpoint of this run ({type(e).__name__}: {e}); "
                         "delete it to start the run over") from None
     log = run.dir / rundir.LOG
     if log.exists() and log.stat().st_size > ck["log_bytes"]:
@@ -265,10 +320,12 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     run.model.train()
     run.epoch_start_rng = run.rng.getstate()
     lengths = [len(ids) for ids, _ in run.train_ex]
-    batches = bucketed_batches(lengths, t.batch_size, run.rng)
+    batches = epoch_batches(lengths, t.batch_size, run.rng, t.bucket)
     t0 = t_start = time.perf_counter()
     tokens = 0
-    with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
+    # A stop signal (Ctrl-C, a scheduler's SIGTERM) waits for the step under way, then last.pt is
+    # saved at that point, so a preempted run loses nothing.
+    with stop.steps(), open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
         for idx in batches[st.batch_in_epoch:]:
             batch = to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             loss = train_step(run, batch, log)
@@ -276,12 +333,17 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
             tokens += batch.n_tokens
             tps = tokens / max(1e-9, time.perf_counter() - t0)
             report(completed=st.step, info=f"ep {st.epoch + 1}/{t.epochs} loss {loss:.3f} {tps:,.0f} tok/s")
-            if t.checkpoint_seconds and time.perf_counter() - run.last_save >= t.checkpoint_seconds:
+            due = t.checkpoint_seconds and time.perf_counter() - run.last_save >= t.checkpoint_seconds
+            if due or stop.pending():
                 st.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save_last(run)
-    st.train_seconds += time.perf_counter() - t0
-    run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
+                stop.check()
+        st.train_seconds += time.perf_counter() - t0
+        run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
+    if stop.pending():  # came after the last step: its state is complete
+        save_last(run)
+        stop.check()
 
 
 def select_on_dev(run: Run, report: Report = _no_report) -> dict:
@@ -290,9 +352,23 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
     st, t = run.state, run.spec.train
     report(info=f"ep {st.epoch + 1}/{t.epochs} decoding dev")
     t0 = time.perf_counter()
-    with autocast(run, enabled=t.bf16 and not t.select_fp32):
-        preds = decode_texts(run.model, run.tok, [p.source for p in run.dev_pairs], 1, run.spec.model.source_len(),
-                             run.spec.decode.max_len, run.device, batch_size=run.spec.decode.batch_size)
+    try:
+        with autocast(run, enabled=t.bf16 and not t.select_fp32):
+            preds = decode_texts(run.model, run.tok, [p.source for p in run.dev_pairs], 1,
+                                 run.spec.model.source_len(), run.spec.decode.max_len, run.device,
+                                 batch_size=run.spec.decode.batch_size)
+    except stop.Interrupted:
+        save_last(run)  # the epoch is trained: a resumed run goes straight to this decoding
+        raise
+    with stop.steps():  # the selection's files and last.pt change together
+        dev = _select(run, preds, t0)
+    stop.check()
+    report(info=f"ep {st.epoch} dev bleu {dev['bleu']:.2f} (best {st.best_bleu:.2f})")
+    return dev
+
+
+def _select(run: Run, preds: list[str], t0: float) -> dict:
+    st = run.state
     dev = study_scores(preds, [p.target for p in run.dev_pairs], lowercase=run.spec.score.lowercase)
     st.epoch += 1
     st.batch_in_epoch = 0
@@ -306,7 +382,6 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
         write_log(run, log, {"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
                              "dev_seconds": round(time.perf_counter() - t0, 2)})
     save_last(run)
-    report(info=f"ep {st.epoch} dev bleu {dev['bleu']:.2f} (best {st.best_bleu:.2f})")
     return dev
 
 
@@ -330,8 +405,51 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
     fileio.write_json(run.dir / rundir.METRICS, metrics)
-    (run.dir / rundir.LAST).unlink(missing_ok=True)  # the finished run needs only best.pt
+    outputs = [rundir.METRICS] + [name(k) for k in spec.decode.beams for name in (rundir.predictions, rundir.hypotheses)]
+    fileio.write_json(run.dir / rundir.CHECKSUMS, {name: fileio.sha256_file(run.dir / name) for name in outputs})
+    for name in (rundir.LAST, rundir.PREVIOUS):  # the finished run needs only best.pt
+        (run.dir / name).unlink(missing_ok=True)
     return metrics
+
+
+def damaged_output(run_dir: Path) -> str | None:
+    """Which of a finished run's outputs no longer matches checksums.json, or None. A run finished
+    without the file (by an older version, or killed just before writing it) is taken as it is."""
+    manifest = run_dir / rundir.CHECKSUMS
+    if not manifest.exists():
+        return None
+    try:
+        sums = json.loads(manifest.read_bytes())
+        assert isinstance(sums, dict) and sums
+    except (ValueError, AssertionError):
+        return f"{manifest}: damaged (not the JSON it was written as)"
+    for name, digest in sums.items():
+        path = run_dir / name
+        if not path.is_file() or fileio.sha256_file(path) != digest:
+            return f"{path}: damaged (it does not match its checksum in {rundir.CHECKSUMS})"
+    return None
+
+
+def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
+               report: Report = _no_report) -> dict | None:
+    """A finished run's test decoding and scores again, from best.pt; None when best.pt is damaged
+    too (the run is then cleared, to be trained again)."""
+    try:
+        best = fileio.torch_load(run_dir / rundir.BEST, "cpu")
+    except Damaged as e:
+        warn(f"{e}; the run starts over")
+        start_over(run_dir)
+        return None
+    try:
+        old = json.loads((run_dir / rundir.METRICS).read_bytes())
+    except (OSError, ValueError):
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    run = prepare_run(spec, method_spec, seed, run_dir, device)
+    seconds = {k: v for k in ("train_seconds", "dev_seconds") if isinstance(v := old.get(k), (int, float))}
+    run.state = RunState(epoch=spec.train.epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
+                         best_epoch=best["epoch"], **seconds)
+    return evaluate_run(run, report)
 
 
 def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
@@ -340,7 +458,13 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
     `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged."""
     done = run_dir / rundir.METRICS
     if done.exists():
-        return fileio.read_json(done)
+        problem = damaged_output(run_dir)
+        if not problem:
+            return fileio.read_json(done)
+        warn(f"{problem}; decoding the test set again from best.pt")
+        metrics = reevaluate(spec, method_spec, seed, run_dir, device, report)
+        if metrics is not None:
+            return metrics
     failed = run_dir / rundir.FAILED
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}

@@ -9,6 +9,7 @@ needs and returns a dict of names to substitute into args (`{spec}`, `{run}`, ..
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -157,6 +158,11 @@ CASES = [
     ("methods-not-list", RUN, "methods: expected a non-empty list", grid_spec(methods="baseline")),
     ("methods-empty", RUN, "methods: expected a non-empty list", grid_spec(methods=[])),
     ("methods-twice", RUN, "methods: method 'baseline' is listed twice", grid_spec(methods=["baseline", "baseline"])),
+    # names used as path components cannot leave the output root (--out itself may be any path)
+    ("name-parent", RUN, "name: expected a name usable as one directory under runs/", grid_spec(name="../x")),
+    ("name-absolute", RUN, "got '/abs'", grid_spec(name="/abs")),
+    ("name-dotdot", RUN, "got '..'", grid_spec(name="..")),
+    ("name-backslash", RUN, "name: expected a name usable as one directory", grid_spec(name="a\\b")),
     # wrong types
     ("type-int", RUN, "train.epochs: expected an integer, got 'two'", grid_spec(**{"train.epochs": "two"})),
     ("type-bool", RUN, "model.copy: expected true/false, got 'yes'", grid_spec(**{"model.copy": "yes"})),
@@ -272,6 +278,23 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing_finished(case, tmp_path
     created = {p for p in tmp_path.rglob("*")} - before
     assert not [p for p in created if p.name in FINISHED], created
     assert not (tmp_path / "PWNED").exists()  # a pickle payload never ran
+
+
+def test_method_labels_never_leave_or_share_a_run_directory(tmp_path):
+    """A label is a registered name and its parameters, made a directory name by run_dir_name; one that
+    would still give '.', '..' or another label's directory is refused (a method with a free-text
+    parameter could make one)."""
+    from exposure_cli.errors import UserError
+    from exposure_cli.runner import check_run_dirs, run_path
+
+    for labels, message in [(["baseline", ".."], "'..' gives no usable run directory name"),
+                            (["."], "'.' gives no usable run directory name"),
+                            (["m(p=a/b)", "m(p=a b)"], "'m(p=a/b)' and 'm(p=a b)' would share the run directory 'm-p=a-b'")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            check_run_dirs(labels)
+    for label in ("../x", "/abs", "m(p=../../etc)", "a/../../b"):
+        assert run_path(tmp_path, label, 0).resolve().parent.parent == tmp_path.resolve()
+    check_run_dirs(["baseline", "random_replace(pool=sequence)", "gradient_penalty(epsilon=0.5)"])
 
 
 def test_a_bom_and_crlf_line_ends_are_simply_read(tmp_path, prepared_data):

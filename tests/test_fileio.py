@@ -35,3 +35,51 @@ def test_files_get_the_permissions_open_would_give(tmp_path):
     p = fileio.write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")
     assert p.stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777
+
+
+def test_checkpoints_carry_a_checksum_that_torch_load_ignores_and_torch_load_here_checks(tmp_path):
+    import hashlib
+    import zipfile
+
+    import torch
+
+    from exposure_cli.errors import Damaged
+
+    p = fileio.torch_save(tmp_path / "last.pt", {"w": torch.arange(1000.0)})
+    data = p.read_bytes()
+    comment = zipfile.ZipFile(p).comment  # the archive's own comment, as any zip reader sees it
+    assert comment == b"exposure-sha256:" + hashlib.sha256(data[:-len(comment) - 2]).hexdigest().encode()
+    assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(1000.0))
+    assert torch.equal(fileio.torch_load(p)["w"], torch.arange(1000.0))
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 1  # one bit, inside the tensor's bytes: torch.load alone reads it happily
+    p.write_bytes(bytes(damaged))
+    assert not torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(1000.0))
+    with pytest.raises(Damaged, match="last.pt: damaged: its content does not match the checksum"):
+        fileio.torch_load(p)
+    torch.save({"w": 1}, tmp_path / "old.pt")  # written without one (an older version): read as before
+    assert fileio.torch_load(tmp_path / "old.pt") == {"w": 1}
+
+
+def test_previous_keeps_the_replaced_file(tmp_path):
+    p, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    fileio.write_bytes(p, b"one", previous=prev)
+    assert not prev.exists()
+    fileio.write_bytes(p, b"two", previous=prev)
+    assert (p.read_bytes(), prev.read_bytes()) == (b"two", b"one")
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_size(tmp_path, monkeypatch):
+    """ENOSPC as a write meets it (tests/test_torture.py meets a real one on a tmpfs)."""
+    import errno
+
+    fileio.write_bytes(tmp_path / "last.pt", b"old")
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.Path, "write_bytes", full)
+    with pytest.raises(UserError, match=r"last.pt: no space left on the filesystem at /\S* \(2\.0 MB needed, .* (kB|MB) free\)"):
+        fileio.write_bytes(tmp_path / "last.pt", b"x" * 2_000_000)
+    monkeypatch.undo()
+    assert [x.name for x in tmp_path.iterdir()] == ["last.pt"] and (tmp_path / "last.pt").read_bytes() == b"old"

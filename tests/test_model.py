@@ -122,3 +122,25 @@ def test_plain_attention_path_equals_the_fused_one_without_dropout():
         model.double_backward = True  # in training, routes attention through AttentionBias
         plain = model(b.input_ids, b.segment_ids, b.pad_mask)
     assert torch.allclose(fused[b.pad_mask], plain[b.pad_mask], atol=1e-5)
+
+
+def test_attention_dropout_zero_leaves_attention_probabilities_alone_in_training():
+    """model.attention_dropout: 0 (bert4keras 0.5.8, the paper profiles) means two training-mode
+    passes with the hidden dropout off are identical, on the plain path (double backward) and on the
+    fused one; > 0 makes them differ on both, and null keeps BERT's (the hidden dropout's value)."""
+    b = _example_batch()
+    for attention_dropout, same in [(0.0, True), (0.3, False)]:
+        torch.manual_seed(0)
+        model = UniLM(ModelConfig(vocab_size=20, hidden=32, layers=2, heads=4, dropout=0.0,
+                                  attention_dropout=attention_dropout)).train()
+        for double_backward in (False, True):
+            model.double_backward = double_backward
+            with torch.no_grad():
+                a, c = (model(b.input_ids, b.segment_ids, b.pad_mask) for _ in range(2))
+            assert torch.equal(a, c) == same, (attention_dropout, double_backward)
+        # the fused kernel's own dropout (what CUDA takes), called directly with the boolean mask
+        attn, x = model.bert.encoder.layer[0].attention.self, torch.randn(2, 7, 32)
+        mask = unilm_mask(b.segment_ids, b.pad_mask)
+        with torch.no_grad():
+            assert torch.equal(attn(x, mask), attn(x, mask)) == same
+    assert ModelConfig(vocab_size=20, dropout=0.2).attention_p == 0.2

@@ -4,6 +4,7 @@ rule, and one-line errors (with no code run) for everything that cannot be loade
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from exposure_cli.build import INITS
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.errors import UserError
+from exposure_cli.pretrained import model_config
 from exposure_cli.model import unilm_mask
 from exposure_cli.spec import load_spec, spec_from_dict
 from exposure_cli.tokenizers.wordpiece import WordPieceTokenizer, decode_tokens, read_vocab, simplify
@@ -239,6 +241,13 @@ def test_paper_profiles_say_which_variable_or_key_to_set(monkeypatch, tmp_path):
         ("baseline", {}), ("random_replace", {"pool": "sequence"}), ("gradient_penalty", {"scope": "embedding_rows"}),
         ("random_replace", {}), ("gradient_penalty", {})]
     assert s.score.lowercase is False
+    for name in ("paper/csl.yaml", "paper/lcsts.yaml"):  # as bert4keras 0.5.8 and the scripts' data generator
+        p = load_spec(name)
+        assert (p.model.attention_dropout, p.train.bucket) == (0, False)
+        bert_base = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                     "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+        config = model_config(p.model, bert_base, Path("config.json"), 100, 0)
+        assert (config.attention_p, config.dropout) == (0, 0.1)
 
 
 def test_score_no_lowercase_scores_as_of_the_article(tmp_path):

@@ -11,12 +11,18 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
+import torch
 
-from grids import exposure, results, start, write_grid
+from grids import ROOT, exposure, results, start, write_grid
 
 KILLS = int(os.environ.get("EXPOSURE_TORTURE_KILLS", "4"))
 ARGS = ("--device", "cpu", "--threads", "1")
@@ -191,3 +197,160 @@ def test_a_killed_pool_driver_takes_its_workers_with_it(grid, tmp_path):
     r = exposure("run", spec, "--out", out, "--device", "cpu", "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert results(out) == reference  # --jobs 2 gives each run 1 thread, as the reference's --threads 1
+
+
+def _steps_logged(run_dir) -> int:
+    log = run_dir / "train.jsonl"
+    return sum('"step"' in line for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def _mid_epoch(run_dir) -> bool:
+    """At least 3 steps into an epoch by its log (a log line every step)."""
+    log = run_dir / "train.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return len(lines) >= 3 and all('"step"' in line for line in lines[-3:])
+
+
+# No periodic checkpoint, a log line every step: a last.pt mid-epoch can only be the signal's.
+PREEMPTIBLE = ("--set", "train.checkpoint_seconds=0", "--set", "train.log_every=1")
+# The grid's baseline runs alone (its runs are independent of each other): a quarter or half the time.
+BASELINE = ("--set", "methods=[baseline]")
+ONE_RUN = (*BASELINE, "--set", "train.seeds=[0]")
+
+
+def _runs(files: dict, prefix: str = "baseline/") -> dict:
+    """The predictions and hypotheses of the runs under `prefix` (a subset grid has its own summary)."""
+    return {k: v for k, v in files.items() if k.startswith(prefix)}
+
+
+EXECUTION = {"serial": ("--threads", "1", *ONE_RUN), "pool": ("--jobs", "2", *BASELINE),
+             "ray": ("--executor", "ray", "--cpus-per-run", "1", *BASELINE)}
+
+
+@pytest.mark.parametrize("executor", list(EXECUTION))
+def test_sigterm_saves_last_pt_where_training_is_and_the_same_command_resumes(grid, tmp_path, executor):
+    """A scheduler's preemption: SIGTERM mid-epoch exits 143 saying how to resume, after every run in
+    training (in the driver, in each pool worker, in each Ray task) saved last.pt at the step it
+    reached; the rerun ends byte for byte as the uninterrupted grid (checked for the serial executor:
+    resuming is the same code whoever runs it, and each rerun costs a grid)."""
+    if executor == "ray" and os.environ.get("EXPOSURE_ALLOW_NO_RAY"):
+        pytest.importorskip("ray")
+    spec, reference = grid
+    out = tmp_path / "out"
+    args = ("run", spec, "--out", out, "--device", "cpu", *PREEMPTIBLE, *EXECUTION[executor])
+    p = start(*args)
+    deadline = time.time() + 90
+    while not any(_mid_epoch(r) for r in out.glob("*/seed*")):
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    at_signal = sum(_steps_logged(r) for r in out.glob("*/seed*"))
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not list(out.rglob(".*.tmp"))
+    # Every run that had trained and not finished saved last.pt at its last step (the log has a line a
+    # step; with checkpoint_seconds 0 only epoch ends save otherwise). A pool or Ray stop reaches its
+    # runs some steps later on a loaded machine, so only the serial run is held to the signal's step.
+    training = [r for r in out.glob("*/seed*") if _steps_logged(r) and not (r / "metrics.json").exists()]
+    saved = [torch.load(r / "last.pt", weights_only=True)["state"] | {"logged": _steps_logged(r)} for r in training]
+    assert saved and all(st["step"] == st["logged"] for st in saved), saved
+    if executor != "serial":
+        return
+    assert 0 < saved[0]["batch_in_epoch"] and saved[0]["step"] <= at_signal + 2, (saved, at_signal)
+    r = exposure(*args)
+    assert r.returncode == 0, r.stderr
+    assert _runs(results(out)) == _runs(reference, "baseline/seed0/")
+
+
+# ------------------------------------------------------------------ full disks and damaged storage
+
+
+def _can_mount() -> bool:
+    return shutil.which("unshare") is not None and \
+        subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount(), reason="a tmpfs in a private mount namespace (unshare -m) needs CAP_SYS_ADMIN")
+def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_space_is_freed(grid, tmp_path):
+    """--out on a 64 kB tmpfs: the first checkpoint (best.pt, 75 kB, or last.pt, 220 kB, whichever
+    comes first) does not fit. One line naming it, the filesystem and the space needed, exit 2, no
+    temporary left; with the tmpfs grown, the same command finishes the run as the uninterrupted
+    grid did."""
+    spec, reference = grid
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cmd = shlex.join([sys.executable, "-m", "exposure_cli", "run", str(spec), "--out", str(mnt / "out"), *ARGS,
+                      *ONE_RUN])
+    script = f"""
+mount -t tmpfs -o size=64k tmpfs {mnt} || exit 1
+{cmd} >/dev/null 2>{tmp_path}/full.err; echo $? >{tmp_path}/full.code
+cp -a {mnt}/out {tmp_path}/full
+mount -o remount,size=16m {mnt}
+{cmd} >/dev/null 2>{tmp_path}/freed.err; echo $? >{tmp_path}/freed.code
+cp -a {mnt}/out {tmp_path}/freed
+"""
+    subprocess.run(["unshare", "-m", "sh", "-c", script], check=True, timeout=300, cwd=ROOT)
+    err = (tmp_path / "full.err").read_text().strip()
+    assert (tmp_path / "full.code").read_text().strip() == "2", err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(rf"{mnt}/out/baseline/seed0/(last|best)\.pt: no space left on the filesystem at {mnt} "
+                     r"\(\d+ kB needed, \d+ kB free\)", err), err
+    assert "rerun the same command" in err
+    left = sorted(p.name for p in (tmp_path / "full").rglob("*"))
+    assert not [n for n in left if n.endswith(".tmp") or n.endswith(".pt")], left
+    assert (tmp_path / "freed.code").read_text().strip() == "0", (tmp_path / "freed.err").read_text()
+    assert _runs(results(tmp_path / "freed")) == _runs(reference, "baseline/seed0/")
+
+
+def _damage(path, n: int = 64) -> None:
+    """Flip n bytes in the middle of a file, as a bad disk or a half-synced network filesystem would."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = bytes(b ^ 0xFF for b in data[mid:mid + n])
+    path.write_bytes(bytes(data))
+
+
+def _kill_when(p, due, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while not due():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    out, err = p.communicate()
+    return out + err
+
+
+def test_damaged_checkpoints_and_outputs_are_noticed_and_the_grid_ends_as_if_never_damaged(grid, tmp_path):
+    """64 flipped bytes: in last.pt after a kill (resumed from last.prev.pt), in the best.pt of a run
+    in training (the run is redone), in a finished run's predictions (decoded again from best.pt),
+    in a finished run's best.pt and hypotheses (redone). Each says so in one line; the grid ends
+    byte for byte as the uninterrupted one (the grid's baseline runs, to save time)."""
+    spec, reference = grid
+    out = tmp_path / "out"
+    first, second = out / "baseline" / "seed0", out / "baseline" / "seed1"
+
+    p = start("run", spec, "--out", out, *ARGS, *BASELINE)
+    _kill_when(p, lambda: (first / "last.prev.pt").exists() and (first / "last.pt").exists())
+    _damage(first / "last.pt")
+    p = start("run", spec, "--out", out, *ARGS, *BASELINE)
+    said = _kill_when(p, lambda: (second / "best.pt").exists() and (second / "last.pt").exists())
+    assert f"{first}/last.pt: damaged" in said and "resuming from last.prev.pt" in said, said
+    _damage(second / "best.pt")
+    r = exposure("run", spec, "--out", out, *ARGS, *BASELINE)
+    assert r.returncode == 0, r.stderr
+    assert f"{second}/best.pt: damaged" in r.stdout + r.stderr and "the run starts over" in r.stdout + r.stderr
+    assert _runs(results(out)) == _runs(reference)
+
+    _damage(first / "predictions.beam2.tsv")
+    r = exposure("run", spec, "--out", out, *ARGS, *BASELINE)
+    said = r.stdout + r.stderr
+    assert r.returncode == 0 and f"{first}/predictions.beam2.tsv: damaged" in said and "again from best.pt" in said
+    assert _runs(results(out)) == _runs(reference)
+
+    _damage(second / "best.pt")
+    _damage(second / "hypotheses.beam1.jsonl")
+    r = exposure("run", spec, "--out", out, *ARGS, *BASELINE)
+    said = r.stdout + r.stderr
+    assert r.returncode == 0 and f"{second}/best.pt: damaged" in said and "the run starts over" in said, said
+    assert _runs(results(out)) == _runs(reference)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import yaml
 
 from exposure_cli import train as train_mod
-from exposure_cli.batching import bucketed_batches, collate
+from exposure_cli.batching import bucketed_batches, collate, epoch_batches
 from exposure_cli.methods import available
 from exposure_cli.model import ModelConfig, UniLM
 from exposure_cli.spec import MethodSpec, spec_from_dict
@@ -53,6 +53,16 @@ def test_bucketed_batches_partition_the_data_and_keep_lengths_close():
     # the order is random and reproducible
     again = bucketed_batches(lengths, 16, random.Random(1), bucket=10)
     assert again == batches and bucketed_batches(lengths, 16, random.Random(2), bucket=10) != batches
+
+
+def test_without_bucketing_an_epoch_is_consecutive_slices_of_one_plain_shuffle():
+    """train.bucket: false, as the study's scripts: shuffle, cut consecutive batches (the last one short)."""
+    lengths = [random.Random(3).randint(5, 300) for _ in range(100)]
+    batches = epoch_batches(lengths, 16, random.Random(7), bucket=False)
+    order = list(range(100))
+    random.Random(7).shuffle(order)  # the same generator's plain shuffle, by hand
+    assert batches == [order[s:s + 16] for s in range(0, 100, 16)]
+    assert epoch_batches(lengths, 16, random.Random(7), bucket=True) == bucketed_batches(lengths, 16, random.Random(7))
 
 
 # -------------------------------------------------------------------------- the loss
@@ -129,8 +139,10 @@ class Crash(Exception):
     pass
 
 
-def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch):
-    spec = tiny_spec()
+@pytest.mark.parametrize("bucket", [True, False])
+def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch,
+                                                                                    bucket):
+    spec = tiny_spec(bucket=bucket)
     method = MethodSpec("random_replace")  # draws from its own stream too
     cpu = torch.device("cpu")
     whole = tmp_path / "whole"
@@ -157,7 +169,7 @@ def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_
     _same(_finished(d1), reference)
 
     # 2. killed in the middle of epoch 2, with a checkpoint every step
-    spec = tiny_spec(checkpoint_seconds=1e-9)
+    spec = tiny_spec(checkpoint_seconds=1e-9, bucket=bucket)
     real_step = train_mod.train_step
     calls = {"n": 0}
 

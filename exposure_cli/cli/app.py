@@ -1,8 +1,10 @@
 """The Typer application every command group attaches to, and the error boundary: a `UserError`
-anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130, no traceback."""
+anywhere below becomes one line on stderr and exit code 2, Ctrl-C exit code 130 and SIGTERM 143
+(`stop.py`: a run in training saves last.pt first), no traceback."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from .. import stop
 from ..errors import UserError
 
 # Click's exception classes, wherever this Typer takes click from (recent Typers vendor it).
@@ -22,7 +25,6 @@ err_console = Console(stderr=True)
 # Command modules import nothing heavy (torch) at module level: `exposure --help` stays instant and
 # a Ctrl-C during start-up lands in `main`'s handler.
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (CUDA when available)."
-INTERRUPTED = "interrupted: every file written so far is complete; rerun the same command to resume"
 
 
 def error(message: str) -> None:
@@ -43,9 +45,10 @@ class _Group(TyperGroup):
             where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
             error(e.format_message().replace("\n", " ") + where)
             sys.exit(2)
-        except typer.Abort:
-            err_console.print(INTERRUPTED, highlight=False)
-            sys.exit(130)
+        except typer.Abort as e:
+            code = stop.exit_code(e.__cause__)
+            err_console.print(stop.message(code), highlight=False)
+            sys.exit(code)
         except _ClickException as e:
             error(e.format_message().replace("\n", " "))
             sys.exit(e.exit_code)
@@ -57,11 +60,20 @@ class _Group(TyperGroup):
         except UserError as e:
             error(str(e))
             ctx.exit(2)
-        except KeyboardInterrupt:
-            err_console.print(INTERRUPTED, highlight=False)
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            code = stop.exit_code(e)
+            err_console.print(stop.message(code), highlight=False)
+            ctx.exit(code)
         except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
             error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
+            ctx.exit(2)
+        except OSError as e:  # a full disk met outside the atomic writes (a log line); those say it themselves
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            from ..fileio import disk_full
+
+            error(str(disk_full(e.filename)) if e.filename else "no space left on a filesystem this command writes "
+                  "to; nothing was half-written: free some space and rerun the same command to resume")
             ctx.exit(2)
 
 
@@ -94,13 +106,16 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main() -> None:
     """Console-script entry point."""
+    stop.install()  # SIGTERM (a scheduler's preemption) is handled as Ctrl-C is
     try:
         app()
-    except KeyboardInterrupt:  # before a command started (click's own handling prints "Aborted!")
-        err_console.print(INTERRUPTED, highlight=False)
+    except KeyboardInterrupt as e:  # before a command started (click's own handling prints "Aborted!")
+        code = stop.exit_code(e)
+        err_console.print(stop.message(code), highlight=False)
     except SystemExit as e:
-        if e.code != 130:
+        if e.code not in (130, 143):
             raise
+        code = e.code
     else:
         return
     # A Ctrl-C that lands while an extension runs Python code (torch's import does) is flagged by
@@ -109,4 +124,4 @@ def main() -> None:
     # (atomic writes, locks released by the kernel), so leave without the interpreter's teardown.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(130)
+    os._exit(code)

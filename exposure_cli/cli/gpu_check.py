@@ -21,6 +21,7 @@ from pathlib import Path
 
 import typer
 
+from .. import rundir
 from .app import DEVICE_HELP, app, console
 
 # Dense bf16/fp16 tensor-core peak TFLOPS (vendor datasheets, without sparsity), by a pattern of
@@ -107,11 +108,12 @@ class Checks:
 def _batches(run, n: int, start: int = 0):
     """Batches start..start+n of the run's current epoch, on its device, drawn as train_epoch draws
     them (the epoch's shuffle from `run.rng`, whose state before it is what last.pt keeps)."""
-    from ..batching import bucketed_batches, collate
+    from ..batching import collate, epoch_batches
     from ..gpu import to_device
 
     run.epoch_start_rng = run.rng.getstate()
-    order = bucketed_batches([len(ids) for ids, _ in run.train_ex], run.spec.train.batch_size, run.rng)
+    t = run.spec.train
+    order = epoch_batches([len(ids) for ids, _ in run.train_ex], t.batch_size, run.rng, t.bucket)
     return [to_device(collate([run.train_ex[i] for i in idx], run.tok.pad_id), run.device)
             for idx in order[start:start + n]]
 
@@ -145,7 +147,7 @@ def train_check(spec, name: str, params: dict, out: Path, device, steps: int, pe
     run = train_mod.prepare_run(spec, MethodSpec(name, params), 0, out, device)
     batches = _batches(run, 1 + steps)
     before = [p.detach().clone() for p in run.model.parameters()]
-    with open(out / "train.jsonl", "a", encoding="utf-8") as log:
+    with open(out / rundir.LOG, "a", encoding="utf-8") as log:
         losses = [train_mod.train_step(run, batches[0], log)]
         _sync(device)
         t0 = time.perf_counter()
@@ -173,7 +175,7 @@ def resume_check(spec, out: Path, device, checks: Checks):
     method = MethodSpec("baseline")
     a = train_mod.prepare_run(spec, method, 0, out, device)
     epoch = _batches(a, 4)
-    with open(out / "train.jsonl", "a", encoding="utf-8") as log:
+    with open(out / rundir.LOG, "a", encoding="utf-8") as log:
         for b in epoch[:2]:
             train_mod.train_step(a, b, log)
             a.state.batch_in_epoch += 1
@@ -182,7 +184,7 @@ def resume_check(spec, out: Path, device, checks: Checks):
     r = train_mod.prepare_run(spec, method, 0, out, device)  # its successor, from last.pt
     assert (r.state.step, r.state.batch_in_epoch) == (2, 2), f"restored at step {r.state.step}"
     rest_r = _batches(r, 2, start=2)  # the epoch's order again, from the restored shuffling state
-    with open(out / "train.jsonl", "a", encoding="utf-8") as log:
+    with open(out / rundir.LOG, "a", encoding="utf-8") as log:
         resumed = [train_mod.train_step(r, b, log) for b in rest_r]
     if device.type == "cpu":
         same = resumed == uninterrupted and all(torch.equal(p, q) for p, q in zip(a.model.parameters(),
@@ -197,7 +199,7 @@ def decode_check(run, checks: Checks) -> dict:
     """Dev selection (greedy, as after each epoch; writes best.pt), then a batch at beams 1-3 with
     the run's training precision, as dev decoding runs."""
     from .. import train as train_mod
-    from ..decode import decode_hypotheses, decode_options
+    from ..decode import decode_spec
 
     train_mod.select_on_dev(run)
     sources = [p.source for p in run.dev_pairs]
@@ -205,8 +207,7 @@ def decode_check(run, checks: Checks) -> dict:
     for k in (1, 2, 3):
         t0 = time.perf_counter()
         with train_mod.autocast(run):
-            hyps = decode_hypotheses(run.model, run.tok, sources, k, run.spec.model.source_len(),
-                                     run.spec.decode.max_len, run.device, **decode_options(run.spec.decode))
+            hyps = decode_spec(run.model, run.tok, run.spec, sources, k, run.device)
         seconds = time.perf_counter() - t0
         ok = len(hyps) == len(sources) and all(h and math.isfinite(h[0].score) for h in hyps)
         checks.line(ok, f"decode beam {k}", f"{len(sources)} sources in {seconds:.2f} s")
@@ -218,13 +219,12 @@ def diagnose_check(run, checks: Checks) -> None:
     """Teacher-forced scoring (diagnose's) of the best.pt model's fp32 beam-2 outputs against the
     decoder's own scores of them (as `diagnose` checks on every run)."""
     from .. import diagnose as dg
-    from ..decode import decode_hypotheses, decode_options
+    from ..decode import decode_spec
     from ..model import UniLM
 
-    model = UniLM.from_checkpoint(run.dir / "best.pt", run.device).eval()
+    model = UniLM.from_checkpoint(run.dir / rundir.BEST, run.device).eval()
     sources = [p.source for p in run.dev_pairs]
-    hyps = decode_hypotheses(model, run.tok, sources, 2, run.spec.model.source_len(), run.spec.decode.max_len,
-                             run.device, **decode_options(run.spec.decode))
+    hyps = decode_spec(model, run.tok, run.spec, sources, 2, run.device)
     prompts = [run.tok.encode_pair(s, None, run.spec.model.source_len(), 0)[0] for s in sources]
     scored = dg.score_targets(model, prompts, [h[0].tokens for h in hyps], pad_id=run.tok.pad_id,
                               banned=dg.special_ids(run.tok))

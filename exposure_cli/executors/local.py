@@ -3,7 +3,9 @@
 
 Pool workers are spawned (not forked: torch's thread pools do not survive a fork), ignore Ctrl-C
 (the driver stops them), and die with the driver even when it is killed with SIGKILL (Linux's
-parent-death signal), so a killed grid leaves no orphan writing into its run directories.
+parent-death signal), so a killed grid leaves no orphan writing into its run directories. A driver
+stopped by Ctrl-C or SIGTERM sends its workers SIGTERM: each saves last.pt after its current step
+and exits (`stop.py`); one still busy after `GRACE` seconds is killed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import signal
 import time
 
+GRACE = 60.0  # seconds a stopped driver gives its workers to save last.pt (schedulers give 30 s or more)
+from .. import stop
 from .base import EXECUTORS, Executor, GridDisplay, RunTask, StatusFile, costliest_first, execute
 
 
@@ -32,6 +36,7 @@ class Serial(Executor):
 
 def _die_with_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop.install((signal.SIGTERM,), outside=stop.exit_now)  # outside training: leave at once
     try:
         import ctypes
 
@@ -44,7 +49,13 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _work(task: RunTask) -> dict:
-    return execute(task, StatusFile(task.dir))
+    stop.install((signal.SIGTERM,))  # in a run: stop as `exposure run` does, last.pt saved
+    try:
+        return execute(task, StatusFile(task.dir))
+    except stop.Interrupted as e:  # the driver is stopping
+        stop.exit_now(e.signum)
+    finally:
+        stop.install((signal.SIGTERM,), outside=stop.exit_now)
 
 
 @EXECUTORS.register()
@@ -71,6 +82,9 @@ class Pool(Executor):
                 for f in pending:
                     if f.running():
                         display.poll(futures[f].index)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers save where they are
+            _kill(pool, grace=GRACE)
+            raise
         except BaseException:
             _kill(pool)
             raise
@@ -78,9 +92,17 @@ class Pool(Executor):
         return [results[t.index] for t in tasks]
 
 
-def _kill(pool: cf.ProcessPoolExecutor) -> None:
-    """Stop every worker now (Ctrl-C, or another run's error): their files are written atomically."""
-    for p in list(getattr(pool, "_processes", {}).values()):
+def _kill(pool: cf.ProcessPoolExecutor, grace: float = 0.0) -> None:
+    """Stop every worker: with a grace period, SIGTERM first (each saves last.pt after its current
+    step); then kill what is left (another run's error). Their files are written atomically."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    if grace:
+        for p in procs:
+            p.terminate()
+        deadline = time.monotonic() + grace
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
         p.kill()
     pool.shutdown(wait=False, cancel_futures=True)
     time.sleep(0.05)

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
 import uuid
 from pathlib import Path
 
+from .. import stop
 from ..errors import UserError
 
 try:
@@ -37,6 +41,14 @@ def _see_marker(path: str) -> bool:
 def _run_task(task: RunTask, marker: str) -> dict:
     if not _see_marker(marker):
         raise UserError(_storage_message(Path(task.dir).parents[1]))
+    if threading.current_thread() is threading.main_thread():
+        # ray.cancel interrupts the task as Ctrl-C would: the run saves last.pt after its current step
+        previous = signal.getsignal(signal.SIGINT)
+        stop.install((signal.SIGINT,), patient=True)
+        try:
+            return execute(task, StatusFile(task.dir))
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return execute(task, StatusFile(task.dir))
 
 
@@ -71,6 +83,10 @@ class RayExecutor(Executor):
         if not tasks:
             return []
         started = self._init()
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.getsignal(s) for s in stop.SIGNALS} if main else {}
+        if main:
+            stop.install()  # ray.init put its own SIGTERM handler (which aborts) in place of ours
         out = Path(tasks[0].dir).parents[1]
         marker = out / f"{MARKER}{uuid.uuid4().hex}"
         marker.write_text(str(os.getpid()), encoding="utf-8")
@@ -80,6 +96,9 @@ class RayExecutor(Executor):
             marker.unlink(missing_ok=True)
             if started:
                 ray.shutdown()
+            for s, handler in previous.items():
+                if handler is not None:  # None: a handler set outside Python (Ray's), gone with it
+                    signal.signal(s, handler)
 
     def _remote(self, fn, retries: int):
         return ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=retries, retry_exceptions=False)(fn)
@@ -100,11 +119,27 @@ class RayExecutor(Executor):
                     display.finished(t.index, results[t.index])
                 for ref in pending:
                     display.poll(refs[ref].index)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each task saves last.pt after its current step
+            _cancel(pending)
+            raise
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
         return [results[t.index] for t in tasks]
+
+
+def _cancel(refs: list, grace: float = 60.0) -> None:
+    """Interrupt the tasks (a KeyboardInterrupt in each, which saves last.pt and stops), wait up to
+    `grace` seconds for them, then kill what is left."""
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + grace
+    left = list(refs)
+    while left and time.monotonic() < deadline:
+        _, left = ray.wait(left, num_returns=len(left), timeout=0.5)
+    for ref in left:
+        ray.cancel(ref, force=True)
 
 
 def _get(ref) -> dict:

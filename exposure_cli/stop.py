@@ -1,0 +1,88 @@
+"""Stopping on a signal: Ctrl-C (SIGINT), or SIGTERM, which schedulers (SLURM, Kubernetes, Ray's
+autoscaler) send to preempt a job a grace period before they kill it.
+
+Both are handled alike. Inside `steps()` (the training loop) a signal only marks itself pending: the
+step under way finishes, the loop saves `last.pt` at that point and calls `check()`, which raises
+`Interrupted`; a second Ctrl-C does not wait. Elsewhere the signal raises at once: every file is
+written atomically, so nothing is half-written either way. The command exits 128 + the signal's
+number (130 for Ctrl-C, 143 for SIGTERM, the shells' convention) saying how to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal; a KeyboardInterrupt, so whatever handles Ctrl-C handles it."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_state = {"deferring": 0, "pending": None, "last": signal.SIGINT, "outside": None, "patient": False}
+
+
+def _handler(signum, frame) -> None:
+    _state["last"] = signum
+    if _state["deferring"] and (_state["pending"] is None or signum == signal.SIGTERM or _state["patient"]):
+        _state["pending"] = _state["pending"] or signum  # a repeated SIGTERM (a pool's own clean-up) waits too
+        return
+    if _state["outside"] is not None:
+        _state["outside"](signum)
+    raise Interrupted(signum)
+
+
+def install(signals=SIGNALS, outside=None, patient: bool = False) -> None:
+    """Handle `signals` as described above (main thread only). `outside(signum)`, when given, runs
+    for a signal outside `steps()` instead of raising (pool workers exit there at once); `patient`:
+    a repeated SIGINT waits too (in a Ray task it is Ray's cancel, not a user insisting)."""
+    _state["outside"], _state["patient"] = outside, patient
+    for s in signals:
+        signal.signal(s, _handler)
+
+
+@contextmanager
+def steps():
+    """A region where a signal waits for the next `check()`."""
+    _state["deferring"] += 1
+    try:
+        yield
+    finally:
+        _state["deferring"] -= 1
+
+
+def pending() -> bool:
+    return _state["pending"] is not None
+
+
+def check() -> None:
+    """Raise `Interrupted` if a signal came while in `steps()`."""
+    signum = _state["pending"]
+    if signum is not None:
+        _state["pending"] = None
+        raise Interrupted(signum)
+
+
+def exit_code(e: BaseException | None = None) -> int:
+    """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + int(getattr(e, "signum", None) or _state["last"])
+
+
+def message(code: int) -> str:
+    what = "terminated (SIGTERM)" if code == 128 + signal.SIGTERM else "interrupted"
+    return (f"{what}: every file written so far is complete and each run in training saved last.pt; "
+            "rerun the same command to resume")
+
+
+def exit_now(signum: int) -> None:
+    """Leave at once with 128 + signum, without the interpreter's teardown (pool workers)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
