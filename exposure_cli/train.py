@@ -97,6 +97,7 @@ class Run:
     last_save: float = field(default_factory=time.perf_counter)
     tokens_per_s: float = 0.0  # training speed over the last epoch (for the log)
     amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
+    init_from: Path | None = None  # the run whose best.pt this one started from (a method's warm start)
 
     @property
     def label(self) -> str:
@@ -143,9 +144,11 @@ def write_run_spec(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path
         allow_unicode=True, sort_keys=False))
 
 
-def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device) -> Run:
-    """Read the data, build (or load) the tokenizer, build the model and optimizer, and restore
-    everything from last.pt when a previous process left one."""
+def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
+                init_from: Path | None = None) -> Run:
+    """Read the data, build (or load) the tokenizer, build the model and optimizer (its weights from
+    `init_from`/best.pt when given: a warm start), and restore everything from last.pt when a
+    previous process left one."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_spec(spec, method_spec, seed, run_dir)
     train_pairs = load_split(spec.data.train, spec.data.train_limit)
@@ -155,6 +158,8 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
 
     torch.manual_seed(seed)
     model = build_model(spec, tok).to(device)
+    if init_from is not None:
+        warm_start(model, Path(init_from) / "best.pt", device)
     method = get_method(method_spec.name, method_spec.params)
     model.double_backward = method.needs_double_backward
     opt = make_optimizer(model, spec.train)
@@ -166,9 +171,21 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
+    run.init_from = Path(init_from) if init_from is not None else None
     if (run_dir / "last.pt").exists():
         restore(run)
     return run
+
+
+def warm_start(model: UniLM, best: Path, device: torch.device) -> None:
+    """Load another run's selected weights (same spec, hence same tokenizer and model shape)."""
+    ck = fileio.torch_load(best, device)
+    try:
+        model.load_state_dict(ck["model"])
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"{best}: cannot start from these weights ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); was that run made with "
+                        "the same model and data?") from None
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -221,7 +238,8 @@ def _as_random_state(s):
 def train_step(run: Run, batch, log) -> float:
     """One optimizer step; returns the loss. Raises Diverged on a non-finite loss or gradient."""
     st, t = run.state, run.spec.train
-    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing)
+    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing, epoch=st.epoch, tokenizer=run.tok,
+                      max_len=run.spec.decode.max_len)
     batch = run.method.corrupt(batch, ctx)
     with autocast(run):
         loss, logs = run.method.loss(run.model, batch, ctx)
@@ -319,22 +337,31 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
+    if run.init_from is not None:  # what the warm start cost: the leaderboard adds it to this run's
+        start = fileio.read_json(run.init_from / "metrics.json") if (run.init_from / "metrics.json").exists() else {}
+        metrics["warm_start"] = {"from": str(run.init_from),
+                                 **{k: start[k] for k in ("train_seconds", "dev_seconds", "epochs") if k in start}}
     fileio.write_json(run.dir / "metrics.json", metrics)
     (run.dir / "last.pt").unlink(missing_ok=True)  # the finished run needs only best.pt
     return metrics
 
 
 def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
-            report: Report = _no_report) -> dict:
+            report: Report = _no_report, init_from: Path | None = None) -> dict:
     """Train (or resume), select, decode, score; return the metrics written to metrics.json, or
-    `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged."""
+    `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged or
+    the run it starts from (`init_from`, a warm start) has no best.pt."""
     done = run_dir / "metrics.json"
     if done.exists():
         return fileio.read_json(done)
     failed = run_dir / "failed.json"
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}
-    run = prepare_run(spec, method_spec, seed, run_dir, device)
+    if init_from is not None and not (Path(init_from) / "best.pt").exists():
+        record = {"reason": f"warm start: {Path(init_from) / 'best.pt'} is missing (that run failed or did not run)"}
+        fileio.write_json(failed, record)
+        return {"method": method_label(method_spec), "seed": seed, "failed": record}
+    run = prepare_run(spec, method_spec, seed, run_dir, device, init_from)
     report(total=run.total_steps, completed=run.state.step, info="")
     try:
         while run.state.epoch < spec.train.epochs:

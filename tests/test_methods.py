@@ -402,7 +402,8 @@ def test_gradient_penalty_perturbation_gradient_approximates_the_exact_one(share
     # batch-mean loss, is small only when the batch has hundreds of target tokens, as in training).
     from exposure_cli.bench.train import bench_batch
 
-    batch, vocab, _ = bench_batch(16, shared_data / "raw/clge/csl/val.tsv")
+    batch, tok, _ = bench_batch(16, shared_data / "raw/clge/csl/val.tsv")
+    vocab = len(tok)
     exact = get_method("gradient_penalty")
     approx = get_method("gradient_penalty", {"backward": "perturbation"})
     assert exact.needs_double_backward and not approx.needs_double_backward
