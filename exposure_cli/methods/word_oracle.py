@@ -57,7 +57,8 @@ class WordOracle(Method):
         """The probability that an input is replaced by its oracle word at epoch `epoch`."""
         if math.isinf(self.mu):
             return 0.0
-        return 1.0 - self.mu / (self.mu + math.exp(epoch / self.mu))
+        # 1 − μ/(μ + exp(e/μ)) written as 1/(1 + μ·exp(−e/μ)): no overflow at small μ
+        return 1.0 / (1.0 + self.mu * math.exp(-epoch / self.mu))
 
     def pick(self, logp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return gumbel_argmax(logp, gen) if self.noise == "gumbel" else logp.argmax(-1)
