@@ -199,6 +199,28 @@ def test_sequence_log_probs_match_full_forwards():
         assert v == pytest.approx(full_forward_log_prob(model, src[b], y).item(), rel=1e-10)
 
 
+def test_sequence_log_probs_with_the_copy_pointer_match_one_full_pass_per_candidate():
+    """Shared source pass + target pass against the model's own full teacher-forced pass over each
+    `[CLS] source [SEP] y` (copy continuation and coverage read the target history)."""
+    tok = tokenizer()
+    batch = batch_of(tok)
+    torch.manual_seed(0)
+    model = UniLM(ModelConfig(vocab_size=len(tok), hidden=16, layers=2, heads=2, max_positions=64, dropout=0.0,
+                              copy=True, copy_continuation=2, copy_coverage=True)).double().train()
+    with torch.no_grad():
+        model.cls.copy.gate.bias.fill_(-2.0)  # the pointer carries real weight
+        model.cls.copy.coverage.fill_(0.5)  # and coverage (it starts at 0)
+    src = sl.sources(batch)
+    # spans copied from the source, repeats and junk: continuation and coverage both fire
+    cands = [(0, src[0][1:4] + [3]), (1, [11, 3]), (1, src[1][2:5] + src[1][2:4]), (2, [12]),
+             (3, [13] + src[3][1:3] + [13, 14, 3])]
+    ours = sl.sequence_log_probs(model, batch, cands)
+    for (b, y), v in zip(cands, ours.tolist()):
+        one = collate([(src[b] + y, [0] * len(src[b]) + [1] * len(y))])
+        full = model.target_log_probs(one).gather(1, one.labels[one.labels != -100][:, None]).sum()
+        assert v == pytest.approx(full.item(), rel=1e-10)
+
+
 def test_mrt_risk_gradient_matches_finite_differences():
     tok = tokenizer()
     batch = batch_of(tok)
