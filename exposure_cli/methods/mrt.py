@@ -14,8 +14,9 @@ mix better than risk alone; Shen et al. train on the risk only: weight 1).
 
 As in the paper, training starts from a maximum-likelihood model (`warm_start`: the same seed's
 baseline best.pt). Shen et al. sample S = 100 with α = 5e-3; here S ≤ 8, because every candidate
-costs a teacher-forced forward and backward pass as long as a training example plus its share of
-decoding: at the default S = 8 a step costs about 16 baseline steps here (`exposure bench train`).
+costs its share of decoding and a forward and backward over its target tokens (the source pass is
+shared by a source's candidates): at the default S = 8 a step costs about 4.5 baseline steps here
+(`exposure bench train`), and S = 100 would cost dozens.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def expected_risk(seq_logp: torch.Tensor, cost: torch.Tensor, group: torch.Tenso
 @dataclass
 class MinimumRisk(Method):
     name: ClassVar[str] = "mrt"
-    step_cost: ClassVar[float] = 15.0
+    step_cost: ClassVar[float] = 4.5
     warm_start: ClassVar[str | None] = "baseline"
     samples: int = param(8, f"S: candidates sampled per source (at most {MAX_SAMPLES}; the paper's 100 is too "
                          "costly here)")

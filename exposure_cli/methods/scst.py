@@ -45,7 +45,7 @@ def advantages(tok, samples: list[list[list[int]]], greedy: list[list[int]], ref
 @dataclass
 class SelfCritical(Method):
     name: ClassVar[str] = "scst"
-    step_cost: ClassVar[float] = 3.2
+    step_cost: ClassVar[float] = 3.4
     warm_start: ClassVar[str | None] = "baseline"
     samples: int = param(1, f"samples per source, each with the greedy output as its baseline (Rennie et al.: 1; "
                          f"at most {MAX_SAMPLES})")

@@ -43,7 +43,7 @@ def gumbel_argmax(logp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 @dataclass
 class WordOracle(Method):
     name: ClassVar[str] = "word_oracle"
-    step_cost: ClassVar[float] = 1.4
+    step_cost: ClassVar[float] = 1.5
     mu: float = param(12.0, "decay μ: an input becomes the oracle word with probability 1 − μ/(μ + exp(e/μ)) "
                       "at epoch e (0-based); .inf = never (baseline)")
     noise: str = param("gumbel", "gumbel: the oracle word is argmax(log p + Gumbel noise), a draw from the "
