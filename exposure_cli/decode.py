@@ -409,6 +409,76 @@ def generate_ids(model, sources: list[list[int]], beam: int, max_len: int, sep_i
     return out  # type: ignore[return-value]
 
 
+def draw_tokens(logp: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of `logp` (..., V): a draw from softmax(logp / temperature), or the argmax
+    at temperature 0 (greedy)."""
+    if temperature == 0:
+        return logp.argmax(-1)
+    probs = torch.softmax(logp.float() / temperature, -1)
+    flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return flat.view(probs.shape[:-1])
+
+
+@torch.inference_mode()
+def sample_ids(model, sources: list[list[int]], n_samples: int, max_len: int, sep_id: int, device="cpu", *,
+               temperature: float = 1.0, generator: torch.Generator | None = None, batch_size: int = 32,
+               pad_id: int = 0) -> list[list[list[int]]]:
+    """`n_samples` independent samples from the model's full next-token distribution for each source
+    id list ([CLS] source [SEP]), in input order: per source, n_samples token lists, each ending with
+    [SEP] unless it reached `max_len` tokens. No gradient; the model is used in the mode it is in.
+
+    The samples of a source are the slots of one `UniLMStep`: the source is encoded once and its
+    keys/values shared, each slot sees the source and its own earlier tokens (slot k's parent is slot
+    k, except at the first step where all extend the source's [SEP]). A source leaves the batch
+    when all its samples have ended; an ended sample's later tokens are drawn but discarded.
+    Tokens come from `draw_tokens` with `generator` (on `device`).
+    """
+    if n_samples < 1 or max_len < 1 or temperature < 0:
+        raise ValueError("n_samples and max_len must be ≥ 1, temperature ≥ 0")
+    longest = max((len(s) for s in sources), default=0)
+    if longest + max_len - 1 > model.config.max_positions:
+        raise ValueError(f"a source of {longest} positions and max_len {max_len} need {longest + max_len - 1} "
+                         f"positions; the model has {model.config.max_positions}")
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    out: list[list[list[int]]] = [[] for _ in sources]
+    for b in range(0, len(order), batch_size):
+        idx = order[b: b + batch_size]
+        for i, samples in zip(idx, _sample_batch(model, [sources[i] for i in idx], n_samples, max_len, sep_id,
+                                                 device, temperature, generator, pad_id)):
+            out[i] = samples
+    return out
+
+
+def _sample_batch(model, sources, S, max_len, sep_id, device, temperature, generator, pad_id):
+    dev = torch.device(device)
+    step = UniLMStep(model, sources, dev, pad_id, new_columns=S * max_len)
+    E = len(sources)
+    samples = [[[] for _ in range(S)] for _ in range(E)]
+    live = list(range(E))  # examples still in the step's batch
+    logp = step(StepState(0, live, None, None, None, torch.ones(E, 1, dtype=torch.bool), []))
+    tokens = draw_tokens(logp.expand(E, S, logp.shape[-1]), temperature, generator)  # (E, S)
+    running = torch.ones(E, S, dtype=torch.bool, device=dev)
+    for t in range(1, max_len + 1):
+        for r, i in enumerate(live):
+            for s, (tok, on) in enumerate(zip(tokens[r].tolist(), running[r].tolist())):
+                if on:
+                    samples[i][s].append(tok)
+        running &= tokens != sep_id
+        if t == max_len:
+            break
+        keep = [r for r in range(len(live)) if bool(running[r].any())]
+        if not keep:
+            break
+        rows = torch.tensor(keep, device=dev)
+        tokens, running = tokens.index_select(0, rows), running.index_select(0, rows)
+        live = [live[r] for r in keep]
+        E = len(live)
+        parents = torch.zeros(E, S, dtype=torch.long) if t == 1 else torch.arange(S).expand(E, S)
+        state = StepState(t, live, keep, parents, tokens.cpu(), torch.ones(E, S, dtype=torch.bool), [])
+        tokens = draw_tokens(step(state), temperature, generator)
+    return samples
+
+
 def decode_options(d) -> dict:
     """A spec's `decode` section as options for `decode_texts` / `decode_hypotheses`."""
     return {"strategy": d.strategy, "length_penalty": d.length_penalty,

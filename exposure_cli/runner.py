@@ -73,9 +73,22 @@ def make_tasks(spec: Spec, out_dir: Path, device: torch.device | str, threads: i
 
     check_run_dirs([method_label(m) for m in spec.methods])
     d = spec.to_dict()
-    return [RunTask(i, label, {"name": m.name, "params": dict(m.params)}, seed, str(run_path(out_dir, label, seed)),
-                    d, str(device), threads, cost=get_method(m.name, m.params).step_cost)
-            for i, (m, label, seed) in enumerate(grid(spec))]
+    tasks = []
+    for i, (m, label, seed) in enumerate(grid(spec)):
+        method = get_method(m.name, m.params)
+        start = str(run_path(out_dir, method.warm_start, seed)) if method.warm_start else None
+        tasks.append(RunTask(i, label, {"name": m.name, "params": dict(m.params)}, seed,
+                             str(run_path(out_dir, label, seed)), d, str(device), threads, cost=method.step_cost,
+                             init_from=start))
+    return tasks
+
+
+def stages(tasks: list[RunTask]) -> list[list[RunTask]]:
+    """The grid in the order its runs may go: runs that start from scratch, then the warm-started
+    ones (which need the first stage's best.pt files). Each stage runs in parallel as the executor can."""
+    first = [t for t in tasks if t.init_from is None]
+    second = [t for t in tasks if t.init_from is not None]
+    return [s for s in (first, second) if s]
 
 
 def clear_failed(tasks: list[RunTask]) -> list[str]:
@@ -98,7 +111,8 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
             clear_failed(tasks)
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
         with GridDisplay(tasks, console) as display:
-            results = runner.run(tasks, display)
+            done = {t.index: r for stage in stages(tasks) for t, r in zip(stage, runner.run(stage, display))}
+        results = [done[t.index] for t in tasks]
         summary = report.summarize_grid(spec, out_dir, results)
         report.write_summary(out_dir, summary)
         tables.write_tables(out_dir, summary)

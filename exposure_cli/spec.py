@@ -174,6 +174,11 @@ def _methods(raw: Any, where: str) -> list[MethodSpec]:
     dup = {lab for lab in labels if labels.count(lab) > 1}
     if dup:
         raise UserError(f"{where}: method {sorted(dup)[0]!r} is listed twice with the same parameters")
+    for i, m in enumerate(out):
+        start = METHODS.get(m.name).warm_start
+        if start and start not in labels:
+            raise UserError(f"{where}[{i}].{m.name}: starts from the {start} run of its seed (warm start); "
+                            f"add {start} to {where}")
     return out
 
 

@@ -97,6 +97,7 @@ class Run:
     tokens_per_s: float = 0.0  # training speed over the last epoch (for the log)
     amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
     events: object | None = None  # tensorboard.EventMirror with train.tensorboard: each log record also goes there
+    init_from: Path | None = None  # the run whose best.pt this one started from (a method's warm start)
 
     @property
     def label(self) -> str:
@@ -143,9 +144,11 @@ def write_run_spec(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path
         allow_unicode=True, sort_keys=False))
 
 
-def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device) -> Run:
-    """Read the data, build (or load) the tokenizer, build the model and optimizer, and restore
-    everything from last.pt when a previous process left one."""
+def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
+                init_from: Path | None = None) -> Run:
+    """Read the data, build (or load) the tokenizer, build the model and optimizer (its weights from
+    `init_from`/best.pt when given: a warm start), and restore everything from last.pt when a
+    previous process left one."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_spec(spec, method_spec, seed, run_dir)
     train_pairs = load_split(spec.data.train, spec.data.train_limit)
@@ -155,6 +158,8 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
 
     torch.manual_seed(seed)
     model = build_model(spec, tok).to(device)
+    if init_from is not None:
+        warm_start(model, Path(init_from) / rundir.BEST, device)
     method = get_method(method_spec.name, method_spec.params)
     model.double_backward = method.needs_double_backward
     opt = make_optimizer(model, spec.train)
@@ -166,6 +171,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
     run = Run(spec, method_spec, seed, run_dir, device, tok, model, method, opt, sched, random.Random(seed),
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
+    run.init_from = Path(init_from) if init_from is not None else None
     if (run_dir / rundir.LAST).exists() or (run_dir / rundir.PREVIOUS).exists():
         problem = _damage(run_dir / rundir.BEST)
         if problem:  # the best epoch's weights are lost: only a new run gives them back
@@ -197,6 +203,17 @@ def start_over(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for p in [*run_dir.glob("predictions.beam*.tsv"), *run_dir.glob("hypotheses.beam*.jsonl")]:
         p.unlink()
+
+
+def warm_start(model: UniLM, best: Path, device: torch.device) -> None:
+    """Load another run's selected weights (same spec, hence same tokenizer and model shape)."""
+    ck = fileio.torch_load(best, "cpu")  # load_state_dict copies to the model's device
+    try:
+        model.load_state_dict(ck["model"])
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"{best}: cannot start from these weights ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); was that run made with "
+                        "the same model and data?") from None
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -274,7 +291,9 @@ def _as_random_state(s):
 def train_step(run: Run, batch, log) -> float:
     """One optimizer step; returns the loss. Raises Diverged on a non-finite loss or gradient."""
     st, t = run.state, run.spec.train
-    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing, run.amp.loss_scale(run.device))
+    ctx = StepContext(st.step, run.total_steps, run.gen, None, t.label_smoothing,
+                      loss_scale=run.amp.loss_scale(run.device), epoch=st.epoch, tokenizer=run.tok,
+                      max_len=run.spec.decode.max_len)
     batch = run.method.corrupt(batch, ctx)
     with autocast(run):
         loss, logs = run.method.loss(run.model, batch, ctx)
@@ -404,6 +423,10 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
+    if run.init_from is not None:  # what the warm start cost: the leaderboard adds it to this run's
+        start = fileio.read_json(run.init_from / rundir.METRICS) if (run.init_from / rundir.METRICS).exists() else {}
+        metrics["warm_start"] = {"from": str(run.init_from),
+                                 **{k: start[k] for k in ("train_seconds", "dev_seconds", "epochs") if k in start}}
     fileio.write_json(run.dir / rundir.METRICS, metrics)
     outputs = [rundir.METRICS] + [name(k) for k in spec.decode.beams for name in (rundir.predictions, rundir.hypotheses)]
     fileio.write_json(run.dir / rundir.CHECKSUMS, {name: fileio.sha256_file(run.dir / name) for name in outputs})
@@ -453,9 +476,10 @@ def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, de
 
 
 def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
-            report: Report = _no_report) -> dict:
+            report: Report = _no_report, init_from: Path | None = None) -> dict:
     """Train (or resume), select, decode, score; return the metrics written to metrics.json, or
-    `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged."""
+    `{"method", "seed", "failed": {...}}` (also written to failed.json) when the run diverged or
+    the run it starts from (`init_from`, a warm start) has no best.pt."""
     done = run_dir / rundir.METRICS
     if done.exists():
         problem = damaged_output(run_dir)
@@ -468,7 +492,11 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
     failed = run_dir / rundir.FAILED
     if failed.exists():
         return {"method": method_label(method_spec), "seed": seed, "failed": fileio.read_json(failed)}
-    run = prepare_run(spec, method_spec, seed, run_dir, device)
+    if init_from is not None and not (Path(init_from) / rundir.BEST).exists():
+        record = {"reason": f"warm start: {Path(init_from) / rundir.BEST} is missing (that run failed or did not run)"}
+        fileio.write_json(failed, record)
+        return {"method": method_label(method_spec), "seed": seed, "failed": record}
+    run = prepare_run(spec, method_spec, seed, run_dir, device, init_from)
     if spec.train.tensorboard:
         from .tensorboard import EventMirror
 

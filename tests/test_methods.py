@@ -72,14 +72,19 @@ def chi2_999(df: int) -> float:
 # --- registry ---------------------------------------------------------------------------------
 
 def test_registry_lists_every_method_and_validates_params():
-    assert available() == ["adversarial", "baseline", "gradient_penalty", "random_replace", "scheduled_sampling"]
+    assert available() == ["adversarial", "baseline", "gradient_penalty", "mrt", "raml", "random_replace",
+                           "scheduled_sampling", "scst", "word_oracle"]
     assert validate_method("random_replace", {"prob": 1, "ratio": 0.2}) == {"prob": 1.0, "ratio": 0.2}
     bad = [("random_replace", {"rate": 0.1}, "methods.random_replace.rate: unknown parameter"),
            ("random_replace", {"ratio": "lots"}, "methods.random_replace.ratio: expected a number"),
            ("random_replace", {"pool": "vocab"}, "methods.random_replace.pool: expected one of target, sequence"),
            ("gradient_penalty", {"scope": "all"}, "methods.gradient_penalty.scope: expected one of"),
            ("scheduled_sampling", {"max_prob": 1.5}, "methods.scheduled_sampling.max_prob: expected a number in"),
-           ("adversarial", {"norm": 2}, "methods.adversarial.norm: expected a string")]
+           ("adversarial", {"norm": 2}, "methods.adversarial.norm: expected a string"),
+           ("raml", {"tau": 0}, "methods.raml.tau: expected a number in"),
+           ("word_oracle", {"mu": -1}, "methods.word_oracle.mu: expected a number in"),
+           ("mrt", {"samples": 9}, "methods.mrt.samples: expected a number in"),
+           ("scst", {"reward": "cider"}, "methods.scst.reward: expected one of rouge_l, bleu")]
     for name, params, msg in bad:
         with pytest.raises(UserError, match="^" + msg.replace(".", r"\.")) as e:
             validate_method(name, params)
@@ -453,10 +458,12 @@ def test_a_spec_with_every_method_runs_end_to_end(tmp_path, prepared_data):
         "model": {"layers": 1, "hidden": 32, "heads": 2, "max_len": 64, "max_target_len": 12, "dropout": 0.0},
         "train": {"epochs": 1, "batch_size": 12, "lr": 1e-3, "seeds": [0], "dev_size": 2, "log_every": 1},
         "decode": {"beams": [1], "max_len": 4},
-        "methods": ["baseline", {"random_replace": {"pool": "sequence"}}, {"random_replace": {"ratio": 0.2}},
+        # the warm-started ones first: the runner still trains baseline before them
+        "methods": [{"mrt": {"samples": 2}}, {"scst": {"samples": 2, "reward": "bleu"}},
+                    "baseline", {"random_replace": {"pool": "sequence"}}, {"random_replace": {"ratio": 0.2}},
                     "gradient_penalty", {"gradient_penalty": {"scope": "embedding_rows"}},
                     {"scheduled_sampling": {"schedule": "linear", "max_prob": 0.5}},
-                    {"adversarial": {"epsilon": 0.5, "norm": "example"}}],
+                    {"adversarial": {"epsilon": 0.5, "norm": "example"}}, "raml", {"word_oracle": {"mu": 1.0}}],
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -464,11 +471,58 @@ def test_a_spec_with_every_method_runs_end_to_end(tmp_path, prepared_data):
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
     assert [r["method"] for r in rows] == [
+        "mrt(samples=2)", "scst(samples=2, reward=bleu)",
         "baseline", "random_replace(pool=sequence)", "random_replace(ratio=0.2)", "gradient_penalty",
         "gradient_penalty(scope=embedding_rows)", "scheduled_sampling(schedule=linear, max_prob=0.5)",
-        "adversarial(epsilon=0.5, norm=example)"]
-    log = (tmp_path / "out" / "gradient_penalty" / "seed0" / "train.jsonl").read_text().splitlines()
+        "adversarial(epsilon=0.5, norm=example)", "raml", "word_oracle(mu=1.0)"]
+    out = tmp_path / "out"
+    log = (out / "gradient_penalty" / "seed0" / "train.jsonl").read_text().splitlines()
     assert "penalty" in json.loads(log[0])
+    for name, key in [("mrt-samples=2", "risk"), ("scst-samples=2-reward=bleu", "rl"), ("word_oracle-mu=1.0", "oracle_prob")]:
+        assert key in json.loads((out / name / "seed0" / "train.jsonl").read_text().splitlines()[0])
+    base = json.loads((out / "baseline" / "seed0" / "metrics.json").read_text())
+    for name in ("mrt-samples=2", "scst-samples=2-reward=bleu"):
+        warm = json.loads((out / name / "seed0" / "metrics.json").read_text())["warm_start"]
+        assert warm == {"from": str(out / "baseline" / "seed0"), "train_seconds": base["train_seconds"],
+                        "dev_seconds": base["dev_seconds"], "epochs": base["epochs"]}
+
+
+def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, prepared_data):
+    from exposure_cli.runner import make_tasks, stages
+    from exposure_cli.spec import spec_from_dict
+    from exposure_cli.train import prepare_run, run_one
+
+    CSL = prepared_data / "csl"
+    spec = spec_from_dict({
+        "name": "warm", "data": {"train": str(CSL / "train.tsv"), "dev": str(CSL / "dev.tsv"),
+                                 "test": str(CSL / "test.tsv"), "train_limit": 12, "test_limit": 2},
+        "model": {"layers": 1, "hidden": 16, "heads": 2, "max_len": 64, "max_target_len": 8, "dropout": 0.0},
+        "train": {"epochs": 1, "batch_size": 12, "seeds": [0, 1], "dev_size": 2}, "decode": {"beams": [1], "max_len": 4},
+        "methods": ["scst", "baseline", "mrt"]})
+    tasks = make_tasks(spec, tmp_path, torch.device("cpu"), 1)
+    first, second = stages(tasks)
+    assert [(t.label, t.seed) for t in first] == [("baseline", 0), ("baseline", 1)]
+    assert {(t.label, t.seed, t.init_from) for t in second} == {
+        (m, s, str(tmp_path / "baseline" / f"seed{s}")) for m in ("scst", "mrt") for s in (0, 1)}
+    # without the baseline's best.pt the run fails with a reason, and nothing is trained
+    res = run_one(spec, spec.methods[0], 0, tmp_path / "scst" / "seed0", torch.device("cpu"),
+                  init_from=tmp_path / "baseline" / "seed0")
+    assert "warm start" in res["failed"]["reason"] and not (tmp_path / "scst" / "seed0" / "train.jsonl").exists()
+    run_one(spec, spec.methods[1], 0, tmp_path / "baseline" / "seed0", torch.device("cpu"))
+    best = torch.load(tmp_path / "baseline" / "seed0" / "best.pt", weights_only=True)["model"]
+    run = prepare_run(spec, spec.methods[2], 0, tmp_path / "mrt" / "seed0", torch.device("cpu"),
+                      init_from=tmp_path / "baseline" / "seed0")
+    assert all(torch.equal(v, best[k]) for k, v in run.model.state_dict().items())
+    cold = prepare_run(spec, spec.methods[1], 0, tmp_path / "cold" / "seed0", torch.device("cpu"))
+    assert not all(torch.equal(v, best[k]) for k, v in cold.model.state_dict().items())
+
+
+def test_a_warm_started_method_needs_its_starting_method_in_the_spec(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "methods": ["raml", {"mrt": {"alpha": 0.01}}]}))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "methods[1].mrt: starts from the baseline run of its seed (warm start); add baseline to methods" in res.output
 
 
 def test_a_bad_method_parameter_stops_the_run_with_its_key_path(tmp_path):
@@ -530,7 +584,8 @@ def test_gradient_penalty_perturbation_gradient_approximates_the_exact_one(share
     # batch-mean loss, is small only when the batch has hundreds of target tokens, as in training).
     from exposure_cli.bench.train import bench_batch
 
-    batch, vocab, _ = bench_batch(16, shared_data / "raw/clge/csl/val.tsv")
+    batch, tok, _ = bench_batch(16, shared_data / "raw/clge/csl/val.tsv")
+    vocab = len(tok)
     exact = get_method("gradient_penalty")
     approx = get_method("gradient_penalty", {"backward": "perturbation"})
     assert exact.needs_double_backward and not approx.needs_double_backward

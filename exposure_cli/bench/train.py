@@ -23,26 +23,27 @@ import torch
 from ..batching import Batch, collate
 from ..methods import StepContext, available, get_method
 from ..model import ModelConfig, UniLM, unilm_mask
-from ..spec import ModelSpec, TrainSpec
+from ..spec import DecodeSpec, ModelSpec, TrainSpec
 from ..build import SCRATCH_SIZE as SCRATCH
+from ..tokenizers import CharTokenizer
+from ..tokenizers.base import SPECIALS
 
 GRAD_CLIP = TrainSpec().grad_clip  # the training loop's default
 # Non-default settings worth timing beside every method's defaults.
 VARIANTS = [("gradient_penalty", {"backward": "perturbation"})]
 
 
-def bench_batch(batch_size: int, data: str | Path | None, seed: int = 0) -> tuple[Batch, int, str]:
-    """(batch, vocabulary size, description): the first examples of the training split `data`, or a
+def bench_batch(batch_size: int, data: str | Path | None, seed: int = 0) -> tuple[Batch, CharTokenizer, str]:
+    """(batch, tokenizer, description): the first examples of the training split `data`, or a
     synthetic batch when `data` is None. A missing file is an error, not a silent fallback."""
     m = ModelSpec()
     if data is not None:
         from ..data import read_pairs
-        from ..tokenizers import CharTokenizer
 
         pairs = read_pairs(str(data))
         tok = CharTokenizer.build(t for p in pairs for t in (p.source, p.target))
         ex = [tok.encode_pair(p.source, p.target, m.source_len(), m.max_target_len) for p in pairs[:batch_size]]
-        return collate(ex, tok.pad_id), len(tok), f"CSL {data}, first {len(ex)} examples"
+        return collate(ex, tok.pad_id), tok, f"CSL {data}, first {len(ex)} examples"
     g = torch.Generator().manual_seed(seed)
     vocab, ex = 5000, []
     for _ in range(batch_size):
@@ -51,7 +52,9 @@ def bench_batch(batch_size: int, data: str | Path | None, seed: int = 0) -> tupl
         src = torch.randint(5, vocab, (s,), generator=g).tolist()
         tgt = torch.randint(5, vocab, (t,), generator=g).tolist()
         ex.append(([2] + src + [3] + tgt + [3], [0] * (s + 2) + [1] * (t + 1)))
-    return collate(ex), vocab, "synthetic"
+    # A character vocabulary of the same size (CJK characters), for the methods that decode or avoid specials.
+    tok = CharTokenizer(SPECIALS + [chr(0x4E00 + i) for i in range(vocab - len(SPECIALS))])
+    return collate(ex, tok.pad_id), tok, "synthetic"
 
 
 class _Contestant:
@@ -116,7 +119,8 @@ def bench_train(batch_size: int = 16, steps: int = 5, data: str | Path | None = 
 
 def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed, bf16) -> dict:
     m = ModelSpec()
-    batch, vocab, source = bench_batch(batch_size, data, seed)
+    batch, tok, source = bench_batch(batch_size, data, seed)
+    vocab = len(tok)
     cfg = ModelConfig(vocab_size=vocab, hidden=hidden or SCRATCH["hidden"], layers=layers or SCRATCH["layers"],
                       heads=heads or SCRATCH["heads"], max_positions=m.max_len, dropout=m.dropout)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -140,7 +144,7 @@ def _bench(batch_size, steps, data, methods, hidden, layers, heads, hf, seed, bf
         state = {"step": 0}
 
         def step_fn(model=model, method=method, gen=gen, state=state):
-            ctx = StepContext(state["step"], total_steps, gen, None)
+            ctx = StepContext(state["step"], total_steps, gen, None, tokenizer=tok, max_len=DecodeSpec().max_len)
             b = method.corrupt(batch, ctx)
             with autocast:
                 loss, _ = method.loss(model, b, ctx)

@@ -32,6 +32,7 @@ class RunTask:
     threads: int = 0  # torch threads in the worker; 0 = torch's default
     cwd: str = field(default_factory=os.getcwd)  # where the spec's relative data paths point from
     cost: float = 1.0  # relative cost (the method's step cost): parallel executors start the costliest first
+    init_from: str | None = None  # a warm start: the run directory whose best.pt this run starts from
 
 
 def costliest_first(tasks: list[RunTask]) -> list[RunTask]:
@@ -61,7 +62,8 @@ def execute(task: RunTask, report=None) -> dict:
             from ..data import read_pairs
 
             require_gpu(spec, device, task.device, len(read_pairs(spec.data.train)[: spec.data.train_limit]))
-        return run_one(spec, method, task.seed, Path(task.dir), device, **kwargs)
+        init_from = Path(task.init_from) if task.init_from else None
+        return run_one(spec, method, task.seed, Path(task.dir), device, init_from=init_from, **kwargs)
     finally:
         torch.set_num_threads(threads)
 

@@ -20,6 +20,7 @@ import torch
 from ..batching import Batch
 from ..errors import UserError
 from ..registry import Registry
+from ..tokenizers import Tokenizer
 from ..typed import build, default, param  # noqa: F401  (param: for the methods)
 
 
@@ -30,6 +31,9 @@ class StepContext:
     generator: torch.Generator  # the method's own random stream (device of the batch)
     rng: random.Random | None = None  # unused by the built-in methods; data order has its own stream
     label_smoothing: float = 0.0
+    epoch: int = 0  # epochs finished (word-level oracle sampling decays by epoch)
+    tokenizer: Tokenizer | None = None  # the run's tokenizer (texts to score, special tokens to avoid)
+    max_len: int = 32  # generated target tokens, [SEP] included, when a method samples (the spec's decode.max_len)
     # fp16's gradient scale (a device scalar) while a GradScaler runs, for `inner_grad`; else None.
     loss_scale: torch.Tensor | None = None
     # Device flags, one per scaled inner gradient: it overflowed (train_step then lets the scaler skip the step).
@@ -59,6 +63,9 @@ class Method:
     # A step's cost against baseline's (exposure bench train): executors running several runs at
     # once start the costliest first, so that no long run is left alone at the end of a grid.
     step_cost: ClassVar[float] = 1.0
+    # A method that fine-tunes another's model names it here (e.g. "baseline"): the runner trains that
+    # method's run of the same seed first and starts this one from its best.pt (train.run_one's `init_from`).
+    warm_start: ClassVar[str | None] = None
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
         return batch

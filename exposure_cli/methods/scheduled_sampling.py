@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
@@ -60,26 +60,15 @@ class ScheduledSampling(Method):
              "constant": lambda: 1.0}[self.schedule]()
         return self.max_prob * s
 
+    def pick(self, logp: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.predict == "argmax":
+            return logp.argmax(-1)
+        probs = torch.softmax(logp / self.temperature, -1)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
     def mix(self, model, batch: Batch, p: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed input ids, replaced mask): pass 1 and the per-position coin flips."""
-        ids = batch.input_ids
-        sel = batch.labels != -100  # positions that predict a target token
-        with torch.no_grad():
-            # The model's whole next-token distribution, copy pointer included when it has one.
-            logp = model.target_log_probs(batch)
-            if self.predict == "argmax":
-                pred = logp.argmax(-1)
-            else:
-                probs = torch.softmax(logp / self.temperature, -1)
-                pred = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-        guess = torch.zeros_like(ids)
-        guess[batch.target_rows, batch.target_cols] = pred  # guess[:, t] is the model's token for position t + 1
-        replaced = torch.zeros_like(sel)
-        coin = torch.rand(ids.shape[0], ids.shape[1] - 1, generator=gen, device=ids.device) < p
-        replaced[:, 1:] = sel[:, :-1] & coin
-        mixed = ids.clone()
-        mixed[:, 1:] = torch.where(replaced[:, 1:], guess[:, :-1], ids[:, 1:])
-        return mixed, replaced
+        return mix_predictions(model, batch, p, gen, self.pick)
 
     def loss(self, model, batch: Batch, ctx: StepContext):
         p = self.prob(ctx.step, ctx.total_steps)
@@ -88,3 +77,23 @@ class ScheduledSampling(Method):
         n_cand = len(batch.target_rows)
         # Logged values stay on the device; train_step reads them with the loss in one go.
         return ce, {"ce": ce.detach(), "ss_prob": p, "ss_replaced": replaced.sum().double() / max(1, n_cand)}
+
+
+def mix_predictions(model, batch: Batch, p: float, gen: torch.Generator,
+                    pick: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mixed input ids, replaced mask): pass 1 (no gradient) turns the model's next-token
+    log-probabilities at every target-predicting position into tokens with `pick`; each decoder input
+    at a target position is then replaced by the token picked for it, with probability p."""
+    ids = batch.input_ids
+    sel = batch.labels != -100  # positions that predict a target token
+    with torch.no_grad():
+        # The model's whole next-token distribution, copy pointer included when it has one.
+        pred = pick(model.target_log_probs(batch), gen)
+    guess = torch.zeros_like(ids)
+    guess[batch.target_rows, batch.target_cols] = pred  # guess[:, t] is the model's token for position t + 1
+    replaced = torch.zeros_like(sel)
+    coin = torch.rand(ids.shape[0], ids.shape[1] - 1, generator=gen, device=ids.device) < p
+    replaced[:, 1:] = sel[:, :-1] & coin
+    mixed = ids.clone()
+    mixed[:, 1:] = torch.where(replaced[:, 1:], guess[:, :-1], ids[:, 1:])
+    return mixed, replaced
