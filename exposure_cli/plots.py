@@ -19,7 +19,8 @@ from .errors import UserError
 from .report import HEADERS, METRICS
 
 DPI = 120
-CI_NOTE = "bars: 95% bootstrap interval of the mean over test examples, seeds pooled"
+CI_NOTE = ("bars: 95% interval of the mean from the seeds × test-examples variance components "
+           "(seed spread and test-set sampling counted; one seed: test examples only)")
 
 
 def write_plots(summary: dict, out_dir: Path, paper_name: str | None = None,
@@ -92,8 +93,8 @@ def beam_figure(summary: dict, metric: str, with_ci: bool) -> Figure:
 
 
 def delta_figure(summary: dict, paper_name: str | None) -> Figure:
-    """Per metric, each method's difference to baseline at each beam: ours with its paired-bootstrap
-    interval, the article's beside it (when its table is known and has the method). Horizontal bars,
+    """Per metric, each method's difference to baseline at each beam: ours with its 95% interval
+    (seeds and test examples counted), the article's beside it (when its table is known and has the method). Horizontal bars,
     so that long method labels stay readable."""
     from .report import method_names
 
@@ -119,7 +120,8 @@ def delta_figure(summary: dict, paper_name: str | None) -> Figure:
     fig.axes[0].invert_yaxis()  # shared: the table's order, top to bottom
     fig.axes[0].legend(fontsize="small")
     fig.suptitle(f"{summary['name']}: difference to baseline at the same beam")
-    fig.supxlabel("ours: mean over seeds with its 95% paired-bootstrap interval; article: its table's "
+    fig.supxlabel("ours: mean over seeds, paired by seed, with its 95% interval (seeds and test examples "
+                  "counted; docs/statistics.md); article: its table's "
                   "method minus baseline", fontsize="x-small")
     return fig
 

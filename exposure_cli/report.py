@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from . import fileio, paper
+from . import fileio, paper, stats
 from .errors import UserError
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
@@ -28,8 +28,12 @@ WORD_METRICS = ["word_rouge_l", "word_rouge_1", "word_rouge_2"]
 HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU",
            "word_rouge_l": "Rouge-L (words)", "word_rouge_1": "Rouge-1 (words)", "word_rouge_2": "Rouge-2 (words)"}
 WORD_GROUP = "word-level Rouge (jieba)"
-DELTA_NOTE = ("Difference to baseline at the same beam, ×100, with its 95% paired-bootstrap interval "
-              "(1,000 resamples of test examples, pooled over seeds); * marks an interval that excludes 0.")
+INTERVAL_NOTE = ("95% interval from the seeds × test-examples variance components (seed-to-seed spread and the "
+                 "test set's sampling both counted, seeds paired; docs/statistics.md)")
+DELTA_NOTE = ("Difference to baseline at the same beam, ×100, paired seed by seed, with its " + INTERVAL_NOTE
+              + "; * marks an interval that excludes 0; † one seed: the interval counts the test examples only "
+              "(no seed spread can be estimated) and earns no *. `exposure power` gives each difference's "
+              "minimum detectable effect and the seeds a given effect needs.")
 WORD_NOTE = ("Word-level Rouge (jieba): rouge-score's F over jieba words of the lower-cased texts, ×100, mean ± std "
              "over seeds; an extra for comparison with word-level papers. The character-level scores are the study's.")
 
@@ -82,15 +86,33 @@ def run_record(result: dict) -> dict:
     return {k: result[k] for k in keep if k in result}
 
 
-def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", n_resamples: int = 1000,
-                  seed: int = 0) -> dict:
-    """Give each non-baseline row `vs_baseline`: per metric, the paired-bootstrap difference to the
-    baseline at the same beam with its 95% interval, pooled over the seeds both have.
+def _seed_matrix(per_example: dict, method: str, beam: int, metric: str, seeds: list[int]) -> np.ndarray:
+    """seeds × examples scores ×100 of one cell, rows in the order of `seeds`."""
+    return np.stack([np.asarray(per_example[(method, beam, s)][metric], dtype=np.float64) for s in seeds]) * 100
+
+
+def _rounded(d: dict, digits: int = 4) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, stats.Components):
+            v = {"seed": v.seed, "example": v.example, "noise": v.noise}
+        if isinstance(v, dict):
+            v = _rounded(v, digits)
+        elif isinstance(v, float):
+            v = None if not math.isfinite(v) else round(v, digits)  # an infinite df: the normal quantile
+        out[k] = v
+    return out
+
+
+def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline") -> dict:
+    """Give each non-baseline row `vs_baseline`: per metric, the difference to the baseline at the
+    same beam, ×100, over the seeds both have, paired seed by seed, with its 95% interval from the
+    seeds × examples variance components (stats.difference: seeds and shared test examples both
+    counted), `significant` when it excludes 0 (never on one seed), its minimum detectable effect
+    at 80% power (`mde`) and the components. (The name is kept from when it was a pooled bootstrap.)
 
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """
-    from .metrics import paired_bootstrap
-
     for row in summary["rows"]:
         method, beam = row["method"], row["beam"]
         if method == baseline:
@@ -101,29 +123,29 @@ def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", 
             continue
         row["vs_baseline"] = {}
         for m in METRICS:
-            a = np.concatenate([per_example[(baseline, beam, s)][m] for s in seeds])
-            b = np.concatenate([per_example[(method, beam, s)][m] for s in seeds])
-            r = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
-            row["vs_baseline"][m] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+            d = stats.difference(_seed_matrix(per_example, method, beam, m, seeds),
+                                 _seed_matrix(per_example, baseline, beam, m, seeds))
+            row["vs_baseline"][m] = _rounded({k: d[k] for k in ("diff", "lo", "hi", "significant", "mde", "df",
+                                                                 "example_only", "components")})
     return summary
 
 
-def add_cell_intervals(summary: dict, per_example: dict, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% percentile-bootstrap interval of its
-    mean, ×100, over resamples of the per-example scores pooled over its seeds. It measures the
-    test set's sampling noise (what interval bars on a plot show), not the spread between seeds.
+def add_cell_intervals(summary: dict, per_example: dict) -> dict:
+    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% interval of its mean, ×100, from the
+    seeds × examples variance components (stats.interval: seed-to-seed spread and the test set's
+    sampling both counted); with one seed the test examples alone, and `ci_example_only` is set.
 
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """
-    from .metrics import bootstrap_interval
-
     for row in summary["rows"]:
-        keys = sorted(k for k in per_example if k[0] == row["method"] and k[1] == row["beam"])
-        if not keys or row.get(METRICS[0]) is None:
+        seeds = sorted(s for (m, b, s) in per_example if m == row["method"] and b == row["beam"])
+        if not seeds or row.get(METRICS[0]) is None:
             continue
         for m in METRICS:
-            lo, hi = bootstrap_interval(np.concatenate([per_example[k][m] for k in keys]), n_resamples, seed)
-            row[f"{m}_ci"] = [round(lo, 4), round(hi, 4)]
+            r = stats.interval(_seed_matrix(per_example, row["method"], row["beam"], m, seeds))
+            row[f"{m}_ci"] = [round(r["lo"], 4), round(r["hi"], 4)]
+        if len(seeds) == 1:
+            row["ci_example_only"] = True
     return summary
 
 
@@ -188,7 +210,8 @@ def summary_matrix(summary: dict) -> Matrix:
 
 
 PAPER_NOTE = ("Ours: test set, ×100, mean ± std over seeds; article: mean of its 2 runs. Δ: method minus baseline "
-              "at the same beam; ours with its 95% paired-bootstrap interval (* when it excludes 0). Signs agree: "
+              "at the same beam; ours with its 95% interval from the seeds × test-examples variance components "
+              "(* when it excludes 0; † one seed, test examples only). Signs agree: "
               "both Δ point the same way. A variant of a method (e.g. random_replace(pool=sequence)) is set beside "
               "the article's row for that method.")
 
@@ -263,7 +286,7 @@ def fmt(col: Col, v, interval: bool = True) -> str:
         if v.get("diff") is None:
             return ""
         span = f" [{v['lo']:+.2f}, {v['hi']:+.2f}]" if interval and v.get("lo") is not None else ""
-        return f"{v['diff']:+.2f}{span}" + ("*" if v.get("significant") else "")
+        return f"{v['diff']:+.2f}{span}" + ("*" if v.get("significant") else "") + ("†" if v.get("example_only") else "")
     if col.kind == "number":
         return f"{v:.2f}"
     if col.kind == "signed":
@@ -338,8 +361,8 @@ def rich_table(mx: Matrix, delta_key: str = "d_rouge_l") -> Table:
         t.add_column("Δ R-L" if c.key == delta_key else c.header, justify="left" if c.kind == "text" else "right",
                      overflow="fold" if c.kind == "text" else "ellipsis")
     if any(c.key == delta_key for c in shown):
-        t.caption = ("Δ R-L: Rouge-L minus baseline's at the same beam; * its 95% paired-bootstrap interval "
-                     "excludes 0. table.md has the interval of every metric.")
+        t.caption = ("Δ R-L: Rouge-L minus baseline's at the same beam; * its 95% interval (seeds and test "
+                     "examples counted) excludes 0; † one seed. table.md has the interval of every metric.")
     for r in mx.rows:
         t.add_row(*(fmt(c, r.get(c.key), interval=c.key != delta_key) for c in shown))
     return t
