@@ -94,9 +94,10 @@ def _seed_matrix(per_example: dict, method: str, beam: int, metric: str, seeds: 
 def _rounded(d: dict, digits: int = 4) -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, stats.Components):
-            v = {"seed": v.seed, "example": v.example, "noise": v.noise}
-        if isinstance(v, dict):
+        if isinstance(v, stats.Components):  # what `exposure power` plans from (variances, ×100² points)
+            v = _rounded({"seeds": v.seeds, "examples": v.examples, "seed": v.seed, "example": v.example,
+                          "noise": v.noise}, 6)
+        elif isinstance(v, dict):
             v = _rounded(v, digits)
         elif isinstance(v, float):
             v = None if not math.isfinite(v) else round(v, digits)  # an infinite df: the normal quantile
