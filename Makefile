@@ -59,7 +59,7 @@ reproduce-cpu: install data
 	$(MAKE) cpu-tables
 
 # results/{csl,lcsts}-cpu.{json,md} and their plots, from the kept runs in results/<task>-cpu/
-# (no checkpoint needed; about a minute).
+# (no checkpoint needed; 1-3 minutes).
 cpu-tables: install
 	for t in csl lcsts; do \
 	  $(EXPOSURE) table results/$$t-cpu --runs --format json --output results/$$t-cpu.json && \
