@@ -120,8 +120,8 @@ def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline") 
             continue
         seeds = sorted(s for (m, b, s) in per_example if m == method and b == beam
                        and (baseline, beam, s) in per_example)
-        if not seeds:
-            continue
+        if not seeds or len(per_example[(method, beam, seeds[0])][METRICS[0]]) < 2:
+            continue  # one test example: no spread over examples to build an interval from
         row["vs_baseline"] = {}
         for m in METRICS:
             d = stats.difference(_seed_matrix(per_example, method, beam, m, seeds),
@@ -140,7 +140,7 @@ def add_cell_intervals(summary: dict, per_example: dict) -> dict:
     """
     for row in summary["rows"]:
         seeds = sorted(s for (m, b, s) in per_example if m == row["method"] and b == row["beam"])
-        if not seeds or row.get(METRICS[0]) is None:
+        if not seeds or row.get(METRICS[0]) is None or len(per_example[(row["method"], row["beam"], seeds[0])][METRICS[0]]) < 2:
             continue
         for m in METRICS:
             r = stats.interval(_seed_matrix(per_example, row["method"], row["beam"], m, seeds))

@@ -43,6 +43,9 @@ def test_cell_intervals_are_exact_for_constant_scores_and_reproducible():
     per = {("b", 1, 0): {m: rng.random(80) for m in METRICS}}
     a = report.add_cell_intervals(json.loads(json.dumps(s)), per)
     assert a == report.add_cell_intervals(json.loads(json.dumps(s)), per)
+    fresh = report.summarize("x", [{"method": "b", "seed": 0, "test": {"1": {m: 40.0 for m in METRICS}}}], ["b"], [1])
+    one = report.add_cell_intervals(fresh, {("b", 1, 0): {m: np.full(1, 0.4) for m in METRICS}})
+    assert "rouge_l_ci" not in one["rows"][0]  # a single test example has no spread to build one from
 
 
 def test_a_malformed_interval_is_a_one_line_error_naming_file_and_key(fake_runs, tmp_path):
