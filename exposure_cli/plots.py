@@ -20,7 +20,8 @@ from .report import HEADERS, METRICS
 from .tables import method_names
 
 DPI = 120
-CI_NOTE = "bars: 95% bootstrap interval of the mean over test examples, seeds pooled"
+CI_NOTE = ("bars: 95% interval of the mean from the seeds × test-examples variance components "
+           "(seed spread and test-set sampling counted; one seed: test examples only)")
 
 
 def write_plots(summary: dict, out_dir: Path, paper_name: str | None = None,
@@ -93,8 +94,8 @@ def beam_figure(summary: dict, metric: str, with_ci: bool) -> Figure:
 
 
 def delta_figure(summary: dict, paper_name: str | None) -> Figure:
-    """Per metric, each method's difference to baseline at each beam: ours with its paired-bootstrap
-    interval, the article's beside it (when its table is known and has the method). Horizontal bars,
+    """Per metric, each method's difference to baseline at each beam: ours with its 95% interval
+    (seeds and test examples counted), the article's beside it (when its table is known and has the method). Horizontal bars,
     so that long method labels stay readable."""
     rows = [r for r in summary["rows"] if "vs_baseline" in r]
     names = method_names(summary)
@@ -118,7 +119,8 @@ def delta_figure(summary: dict, paper_name: str | None) -> Figure:
     fig.axes[0].invert_yaxis()  # shared: the table's order, top to bottom
     fig.axes[0].legend(fontsize="small")
     fig.suptitle(f"{summary['name']}: difference to baseline at the same beam")
-    fig.supxlabel("ours: mean over seeds with its 95% paired-bootstrap interval; article: its table's "
+    fig.supxlabel("ours: mean over seeds, paired by seed, with its 95% interval (seeds and test examples "
+                  "counted; docs/statistics.md); article: its table's "
                   "method minus baseline", fontsize="x-small")
     return fig
 

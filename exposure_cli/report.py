@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fileio, rundir
+from . import fileio, rundir, stats
 from .errors import UserError
 from .metrics import study_per_example
 from .predictions import read_columns
@@ -102,48 +102,67 @@ def run_record(result: dict) -> dict:
     return {k: result[k] for k in keep if k in result}
 
 
-def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline", n_resamples: int = 1000,
-                  seed: int = 0) -> dict:
-    """Give each non-baseline row `vs_baseline`: per metric, the paired-bootstrap difference to the
-    baseline at the same beam with its 95% interval, pooled over the seeds both have.
+def _seed_matrix(per_example: dict, method: str, beam: int, metric: str, seeds: list[int]) -> np.ndarray:
+    """seeds × examples scores ×100 of one cell, rows in the order of `seeds`."""
+    return np.stack([np.asarray(per_example[(method, beam, s)][metric], dtype=np.float64) for s in seeds]) * 100
+
+
+def _rounded(d: dict, digits: int = 4) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, stats.Components):  # what `exposure power` plans from (variances, ×100² points)
+            v = _rounded({"seeds": v.seeds, "examples": v.examples, "seed": v.seed, "example": v.example,
+                          "noise": v.noise}, 6)
+        elif isinstance(v, dict):
+            v = _rounded(v, digits)
+        elif isinstance(v, float):
+            v = None if not math.isfinite(v) else round(v, digits)  # an infinite df: the normal quantile
+        out[k] = v
+    return out
+
+
+def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline") -> dict:
+    """Give each non-baseline row `vs_baseline`: per metric, the difference to the baseline at the
+    same beam, ×100, over the seeds both have, paired seed by seed, with its 95% interval from the
+    seeds × examples variance components (stats.difference: seeds and shared test examples both
+    counted), `significant` when it excludes 0 (never on one seed), its minimum detectable effect
+    at 80% power (`mde`) and the components. (The name is kept from when it was a pooled bootstrap.)
 
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """
-    from .metrics import paired_bootstrap
-
     for row in summary["rows"]:
         method, beam = row["method"], row["beam"]
         if method == baseline:
             continue
         seeds = sorted(s for (m, b, s) in per_example if m == method and b == beam
                        and (baseline, beam, s) in per_example)
-        if not seeds:
-            continue
+        if not seeds or len(per_example[(method, beam, seeds[0])][METRICS[0]]) < 2:
+            continue  # one test example: no spread over examples to build an interval from
         row["vs_baseline"] = {}
         for m in METRICS:
-            a = np.concatenate([per_example[(baseline, beam, s)][m] for s in seeds])
-            b = np.concatenate([per_example[(method, beam, s)][m] for s in seeds])
-            r = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
-            row["vs_baseline"][m] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+            d = stats.difference(_seed_matrix(per_example, method, beam, m, seeds),
+                                 _seed_matrix(per_example, baseline, beam, m, seeds))
+            row["vs_baseline"][m] = _rounded({k: d[k] for k in ("diff", "lo", "hi", "significant", "mde", "df",
+                                                                 "example_only", "components")})
     return summary
 
 
-def add_cell_intervals(summary: dict, per_example: dict, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% percentile-bootstrap interval of its
-    mean, ×100, over resamples of the per-example scores pooled over its seeds. It measures the
-    test set's sampling noise (what interval bars on a plot show), not the spread between seeds.
+def add_cell_intervals(summary: dict, per_example: dict) -> dict:
+    """Give each scored row `{metric}_ci: [lo, hi]`: the 95% interval of its mean, ×100, from the
+    seeds × examples variance components (stats.interval: seed-to-seed spread and the test set's
+    sampling both counted); with one seed the test examples alone, and `ci_example_only` is set.
 
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """
-    from .metrics import bootstrap_interval
-
     for row in summary["rows"]:
-        keys = sorted(k for k in per_example if k[0] == row["method"] and k[1] == row["beam"])
-        if not keys or row.get(METRICS[0]) is None:
+        seeds = sorted(s for (m, b, s) in per_example if m == row["method"] and b == row["beam"])
+        if not seeds or row.get(METRICS[0]) is None or len(per_example[(row["method"], row["beam"], seeds[0])][METRICS[0]]) < 2:
             continue
         for m in METRICS:
-            lo, hi = bootstrap_interval(np.concatenate([per_example[k][m] for k in keys]), n_resamples, seed)
-            row[f"{m}_ci"] = [round(lo, 4), round(hi, 4)]
+            r = stats.interval(_seed_matrix(per_example, row["method"], row["beam"], m, seeds))
+            row[f"{m}_ci"] = [round(r["lo"], 4), round(r["hi"], 4)]
+        if len(seeds) == 1:
+            row["ci_example_only"] = True
     return summary
 
 

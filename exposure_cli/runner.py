@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import yaml
 
 from . import fileio, report, rundir, tables
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
+from .predictions import read_columns, write_predictions
 from .rundir import run_dir_name, run_path
-from .spec import Spec, method_label
+from .spec import Spec, method_label, spec_from_dict
 
 LOCK = ".exposure.lock"
 
@@ -117,3 +119,59 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         report.write_summary(out_dir, summary)
         tables.write_tables(out_dir, summary)
     return summary
+
+
+# ----------------------------------------------------------- tables without the checkpoints
+
+# What a finished run leaves that the tables, plots and `exposure power` need: its metrics, its
+# resolved spec, its training log (dev BLEU curves) and each beam's predictions.
+KEPT = (rundir.METRICS, rundir.SPEC, rundir.LOG)
+
+
+def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
+    """Copy each finished run's small outputs from out_dir to dest in the same layout
+    (<method>/seed<k>/), the predictions with their source column emptied (the sources are the test
+    split's, line for line; the references and predictions are what the scores come from). From
+    dest, `rebuild_summary` makes the experiment's summary again without any checkpoint."""
+    runs = rundir.finished_runs(out_dir)
+    if not runs:
+        raise UserError(f"{out_dir}: no finished run (expected <method>/seed<k>/metrics.json inside)")
+    written = []
+    for run in runs:
+        target = dest / run.relative_to(out_dir)
+        for name in KEPT:
+            if (run / name).exists():
+                fileio.write_text(target / name, fileio.read_text(run / name))
+                written.append(target / name)
+        for path in sorted(run.glob("predictions.beam*.tsv")):
+            cols = read_columns(path)
+            if cols is None:
+                raise UserError(f"{path}: no predictions header")
+            write_predictions(target / path.name, [""] * len(cols["reference"]), cols["reference"], cols["prediction"])
+            written.append(target / path.name)
+    return written
+
+
+def rebuild_summary(out_dir: Path) -> dict:
+    """The summary of an output directory from its runs' metrics.json, spec.yaml and predictions
+    alone (a directory written by `keep_small_outputs`, or a run directory whose summary.json is
+    gone): the same function `run_spec` summarises with, so the intervals are today's code's."""
+    specs = sorted(out_dir.glob(f"*/seed*/{rundir.SPEC}"))
+    if not specs:
+        raise UserError(f"{out_dir}: no summary.json and no run inside (expected <method>/seed<k>/spec.yaml)")
+    raw = yaml.safe_load(fileio.read_text(specs[0]))
+    raw.pop("run", None)  # this run's method and seed; the rest is the experiment's
+    try:
+        spec = spec_from_dict(raw)
+    except UserError as e:
+        raise UserError(f"{specs[0]}: {e}") from None
+    results = []
+    for _, label, seed in grid(spec):
+        run = run_path(out_dir, label, seed)
+        if (run / rundir.METRICS).exists():
+            results.append(fileio.read_json(run / rundir.METRICS))
+        elif (run / rundir.FAILED).exists():
+            results.append({"method": label, "seed": seed, "failed": fileio.read_json(run / rundir.FAILED)})
+    if not results:
+        raise UserError(f"{out_dir}: no finished run of {spec.name!r} inside")
+    return report.summarize_grid(spec, out_dir, results)

@@ -21,8 +21,12 @@ from . import fileio, paper, rundir
 from .report import HEADERS, METRICS, WORD_METRICS
 
 WORD_GROUP = "word-level Rouge (jieba)"
-DELTA_NOTE = ("Difference to baseline at the same beam, ×100, with its 95% paired-bootstrap interval "
-              "(1,000 resamples of test examples, pooled over seeds); * marks an interval that excludes 0.")
+INTERVAL_NOTE = ("95% interval from the seeds × test-examples variance components (seed-to-seed spread and the "
+                 "test set's sampling both counted, seeds paired; docs/statistics.md)")
+DELTA_NOTE = ("Difference to baseline at the same beam, ×100, paired seed by seed, with its " + INTERVAL_NOTE
+              + "; * marks an interval that excludes 0; † one seed: the interval counts the test examples only "
+              "(no seed spread can be estimated) and earns no *. `exposure power` gives each difference's "
+              "minimum detectable effect and the seeds a given effect needs.")
 WORD_NOTE = ("Word-level Rouge (jieba): rouge-score's F over jieba words of the lower-cased texts, ×100, mean ± std "
              "over seeds; an extra for comparison with word-level papers. The character-level scores are the study's.")
 
@@ -88,7 +92,8 @@ def summary_matrix(summary: dict) -> Matrix:
 
 
 PAPER_NOTE = ("Ours: test set, ×100, mean ± std over seeds; article: mean of its 2 runs. Δ: method minus baseline "
-              "at the same beam; ours with its 95% paired-bootstrap interval (* when it excludes 0). Signs agree: "
+              "at the same beam; ours with its 95% interval from the seeds × test-examples variance components "
+              "(* when it excludes 0; † one seed, test examples only). Signs agree: "
               "both Δ point the same way. A variant of a method (e.g. random_replace(pool=sequence)) is set beside "
               "the article's row for that method.")
 
@@ -163,7 +168,7 @@ def fmt(col: Col, v, interval: bool = True) -> str:
         if v.get("diff") is None:
             return ""
         span = f" [{v['lo']:+.2f}, {v['hi']:+.2f}]" if interval and v.get("lo") is not None else ""
-        return f"{v['diff']:+.2f}{span}" + ("*" if v.get("significant") else "")
+        return f"{v['diff']:+.2f}{span}" + ("*" if v.get("significant") else "") + ("†" if v.get("example_only") else "")
     if col.kind == "number":
         return f"{v:.2f}"
     if col.kind == "signed":
@@ -243,8 +248,8 @@ def rich_table(mx: Matrix, delta_key: str = "d_rouge_l") -> Table:
         t.add_column("Δ R-L" if c.key == delta_key else c.header, justify="left" if c.kind == "text" else "right",
                      overflow="fold" if c.kind == "text" else "ellipsis")
     if any(c.key == delta_key for c in shown):
-        t.caption = ("Δ R-L: Rouge-L minus baseline's at the same beam; * its 95% paired-bootstrap interval "
-                     "excludes 0. table.md has the interval of every metric.")
+        t.caption = ("Δ R-L: Rouge-L minus baseline's at the same beam; * its 95% interval (seeds and test "
+                     "examples counted) excludes 0; † one seed. table.md has the interval of every metric.")
     for r in mx.rows:
         t.add_row(*(fmt(c, r.get(c.key), interval=c.key != delta_key) for c in shown))
     return t

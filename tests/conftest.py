@@ -31,13 +31,14 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
     """An output directory as `exposure run` leaves it, without training: four methods (one the
     article did not run, one a variant) × 2 seeds × beams 1-3, each run with predictions files made
     by corrupting the CSL test titles (better methods and beams corrupt less), the metrics.json
-    they score to, and a train.jsonl; then summary.json and the tables from report.summarize_grid."""
+    they score to, a train.jsonl and its spec.yaml; then summary.json and the tables from report.summarize_grid."""
     import json
     import random
 
     from exposure_cli import fileio, metrics, report, runner, tables
     from exposure_cli.predictions import write_predictions
     from exposure_cli.spec import method_label, spec_from_dict
+    from exposure_cli.train import write_run_spec
 
     out = tmp_path_factory.mktemp("runs") / "csl-fake"
     spec = spec_from_dict({"name": "csl-fake", "data": {s: "unused" for s in ("train", "dev", "test")},
@@ -61,6 +62,7 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
         log += [{"epoch": e, "dev": {"bleu": 10.0 + 5 * e - e * e + i, "rouge_l": 30.0}, "best": e <= 2}
                 for e in (1, 2, 3)]
         fileio.write_text(d / "train.jsonl", "".join(json.dumps(x) + "\n" for x in log))
+        write_run_spec(spec, m, seed, d)
         result = {"method": label, "method_name": m.name, "params": m.params, "seed": seed, "best_epoch": 2,
                   "dev_bleu": 16.0 + i, "epochs": 3, "train_seconds": 1.5, "test": beams}
         fileio.write_json(d / "metrics.json", result)

@@ -1,4 +1,4 @@
-"""Tables: mean/std over seeds, bootstrap intervals against baseline, one matrix for every writer,
+"""Tables: mean/std over seeds, intervals of the differences to baseline, one matrix for every writer,
 and the regression comparison of cells and differences."""
 
 import csv
@@ -36,7 +36,7 @@ def _with_deltas():
     return report.add_bootstrap(report.summarize("x", runs, ["baseline", "better", "same"], [1]), per_example)
 
 
-def test_bootstrap_marks_a_clear_improvement_and_not_noise():
+def test_differences_mark_a_clear_improvement_and_not_noise():
     s = _with_deltas()
     rows = {r["method"]: r for r in s["rows"]}
     assert "vs_baseline" not in rows["baseline"]
@@ -44,6 +44,24 @@ def test_bootstrap_marks_a_clear_improvement_and_not_noise():
     assert better["diff"] == 5.0 and better["lo"] == better["hi"] == 5.0 and better["significant"]
     same = rows["same"]["vs_baseline"]["rouge_l"]
     assert abs(same["diff"]) < 1e-9 and same["lo"] < 0 < same["hi"] and not same["significant"]
+
+
+def test_differences_pair_seed_s_with_seed_s_and_one_seed_earns_no_mark():
+    """Each seed of the baseline carries its own large offset, which the method at that seed shares:
+    paired seed by seed the +5 difference is exact, whatever order the runs were collected in."""
+    rng = np.random.default_rng(1)
+    base = {s: rng.uniform(0.2, 0.6, 300) + 0.1 * s for s in (0, 1, 2)}
+    per_example = {("better", 1, s): {m: base[s] + 0.05 for m in report.METRICS} for s in (2, 0, 1)}
+    per_example.update({("baseline", 1, s): {m: base[s] for m in report.METRICS} for s in (0, 1, 2)})
+    runs = [_run(m, s, 40.0) for m in ("baseline", "better") for s in (0, 1, 2)]
+    s = report.add_bootstrap(report.summarize("x", runs, ["baseline", "better"], [1]), per_example)
+    d = s["rows"][1]["vs_baseline"]["rouge_l"]
+    assert (d["diff"], d["lo"], d["hi"], d["significant"], d["example_only"]) == (5.0, 5.0, 5.0, True, False)
+    one = {k: v for k, v in per_example.items() if k[2] == 0}
+    s = report.add_bootstrap(report.summarize("x", runs[:1] + runs[3:4], ["baseline", "better"], [1]), one)
+    d = s["rows"][1]["vs_baseline"]["rouge_l"]
+    assert d["example_only"] and not d["significant"] and d["mde"] is None
+    assert tables.fmt(tables.Col("d", "d", "delta"), d).endswith("]†")
 
 
 def test_every_writer_renders_the_same_matrix():

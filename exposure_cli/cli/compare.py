@@ -11,7 +11,8 @@ from .app import app, console
 
 @app.command()
 def compare(
-    run_dir: str = typer.Argument(..., help="A run output directory (with summary.json) or a summary.json."),
+    run_dir: str = typer.Argument(..., help="A run output directory (with summary.json), a summary.json, or a "
+                                  "directory of kept runs (`exposure keep`)."),
     reference: str = typer.Argument(..., help="The reference summary.json, e.g. results/smoke.json."),
     tol: float = typer.Option(0.5, min=0, help="Largest allowed difference of a cell's mean, in ×100 points."),
     delta_tol: Optional[float] = typer.Option(None, min=0, help="Largest allowed difference of a method's "
@@ -20,8 +21,9 @@ def compare(
 ):
     """Check a run's table against a committed reference: exit 1 and list every cell that drifted."""
     from .. import report
+    from .report import load_summary
 
-    problems = report.compare(report.load_summary(run_dir), report.load_summary(reference), tol, delta_tol)
+    problems = report.compare(load_summary(run_dir), report.load_summary(reference), tol, delta_tol)
     if problems:
         for p in problems:
             console.print(f"[red]✗[/] {p}", highlight=False)

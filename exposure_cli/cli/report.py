@@ -12,7 +12,22 @@ import typer
 from ..errors import UserError
 from .app import app, console, err_console
 
-SOURCE_HELP = "An output directory of `exposure run` (with summary.json), or a summary.json file."
+SOURCE_HELP = ("An output directory of `exposure run` (with summary.json), a summary.json file, or a directory of "
+               "kept runs (`exposure keep`; summarised afresh from their predictions).")
+
+
+def load_summary(source: str) -> dict:
+    """The summary of an output directory, a summary.json, or a directory of kept runs without a
+    summary.json (summarised from the runs' predictions: nothing but today's code decides its
+    intervals)."""
+    from .. import report
+
+    path = Path(source)
+    if path.is_dir() and not (path / "summary.json").exists() and any(path.glob("*/seed*/spec.yaml")):
+        from ..runner import rebuild_summary  # pulls in torch: only when there is no summary to read
+
+        return rebuild_summary(path)
+    return report.load_summary(path)
 PAPER_HELP = "The article's table to set beside ours: csl or lcsts."
 
 
@@ -41,7 +56,7 @@ def table(
         raise UserError(f"--format {format_}: expected one of {', '.join(tables.WRITERS)}")
     if paper is not None:
         check_paper(paper)
-    summary = report.load_summary(source)
+    summary = load_summary(source)
     seconds = _seconds(Path(source)) if runs and Path(source).is_dir() else None
     if paper is not None:
         text = tables.WRITERS[format_](tables.paper_matrix(summary, paper))
@@ -86,7 +101,7 @@ def plot(
     from .. import plots, report
     from ..paper import check_paper, guess_paper
 
-    summary = report.load_summary(source)
+    summary = load_summary(source)
     paper_name = check_paper(paper) if paper is not None else guess_paper(summary["name"])
     run_root = Path(source) if Path(source).is_dir() else None
     written, notes = plots.write_plots(summary, out, paper_name, run_root)
@@ -94,3 +109,22 @@ def plot(
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def keep(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="An output directory of `exposure run`."),
+    dest: Path = typer.Argument(..., metavar="DEST", help="Where to copy the small outputs, e.g. results/csl-cpu."),
+):
+    """Copy each finished run's small outputs to DEST, so that the tables rebuild without checkpoints.
+
+    Per run (<method>/seed<k>/): metrics.json, spec.yaml, train.jsonl and predictions.beam<k>.tsv with
+    the source column emptied (the sources are the test split's, line for line). `exposure table DEST`,
+    `plot`, `compare` and `power` then summarise DEST afresh from them. A few MB per 3 × 3 grid."""
+    from ..runner import keep_small_outputs
+
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a directory (expected an output directory of `exposure run`)")
+    written = keep_small_outputs(run_dir, dest)
+    size = sum(p.stat().st_size for p in written)
+    err_console.print(f"kept {len(written)} files ({size / 1e6:.1f} MB) in {dest}", highlight=False)
