@@ -101,7 +101,7 @@ def test_a_run_killed_mid_epoch_resumes_decodes_and_is_diagnosed_on_the_device(d
         model, tok, rspec = load_run(out, DEVICE)
         lines = generate_lines(model, tok, rspec, ["abcabc甲乙", "丙丁"], 2, 2, DEVICE)
         assert len(lines) == 2
-        opts = dg.Options(beams=(1, 2), errors=(0, 1), n_resamples=10)
+        opts = dg.Options(beams=(1, 2), errors=(0, 1))
         res = dg.diagnose_run(dg.load_run_data(out, opts, DEVICE), opts)
         assert res.record["checks"]["decoder_score_max_abs_diff"] < 1e-3
         export_run(out, tmp_path / "hf")

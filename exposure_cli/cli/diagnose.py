@@ -30,7 +30,7 @@ def diagnose(
     beams: str = typer.Option("1,2,3", help="Beam sizes to diagnose; on test each needs predictions.beam{k}.tsv "
                               "and hypotheses.beam{k}.jsonl (beam 1 is always read: the beam curse compares to it)."),
     errors: str = typer.Option("0,1,2,3", help="Numbers of injected errors k for the robustness measure."),
-    seed: int = typer.Option(0, help="Seed of the injected positions, the random tokens and the bootstrap."),
+    seed: int = typer.Option(0, help="Seed of the injected positions and the random tokens."),
     window: str = typer.Option("next", help="Robustness after k errors is measured on the gold tokens after the "
                                "k-th error: up to the next injected position (next: one pass serves every k), or "
                                "to the end of the target (end: a pass per k, slower)."),

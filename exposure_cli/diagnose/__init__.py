@@ -17,8 +17,9 @@ per token, `decode.LOG_EPS`), so a reference gets the score the decoder would ha
 outputs are the token ids and scores the run's decoder wrote (hypotheses.beam{k}.jsonl): nothing is
 decoded again on the test split, and a sample of outputs is rescored to check the two agree.
 
-Across runs: per method the mean over seeds, with a 95% percentile bootstrap over test examples
-(the same resampled examples for every run, so each method's difference to baseline is paired).
+Across runs: per method the mean over seeds, and its difference to baseline paired by seed, with
+95% intervals from the seeds × examples variance components (`stats`), each run's ratio statistics
+linearised per example (delta method; derived ones through their gradient).
 
 The package, laid out like methods/: `base` (options, `Ratio`, the `Diagnostic` type and its
 registry), `scoring` (a target's teacher-forced scores; `Context`, one run's shared passes), one
@@ -28,9 +29,9 @@ file per measure (`teacher_forced`, `robustness`, `search`, `beam_curse`), `runs
 
 from . import beam_curse, robustness, search, teacher_forced  # noqa: F401  (the measures register)
 # What the command and the tests use, as `diagnose.X` (re-exports).
-from .aggregation import INTERVAL_NOTE, aggregate, method_order, resample_counts
+from .aggregation import INTERVAL_NOTE, aggregate, cell, difference, linearised, linearised_derived, method_order
 from .base import (CHECK_EXAMPLES, DIAGNOSTICS, KINDS, SPLITS, WINDOWS, Column, Diagnostic, Options, Ratio,
-                   check_options, diagnostics, mean_where, share)
+                   check_options, diagnostics, linearise, mean_where, share)
 from .beam_curse import BeamCurse, curse_stats
 from .plots import PLOTS, write_plots
 from .record import RunResult, diagnose_run, write_run_record

@@ -1,5 +1,13 @@
-"""Across runs: per method the mean over seeds, with a 95% percentile bootstrap over test examples
-(the same resampled examples for every run, so each method's difference to baseline is paired).
+"""Across runs: per method the mean over seeds with its 95% interval from the seeds × examples
+variance components (stats.interval), and each method's difference to baseline, paired by seed
+number (stats.difference).
+
+The diagnostics are ratios Σ num / Σ den over examples, and statistics derived from them (the
+robustness slope), not means of one number per example. stats wants a seeds × examples array whose
+row mean is the run's statistic, so each run's statistic is linearised (delta method): per example
+R + (num_i − R·den_i)/mean(den), whose mean is exactly R and whose spread over examples is R's to
+first order; a derived statistic D = f(ratios) gets D + Σ_k ∂f/∂R_k · (z_k,i − R_k), the gradient
+taken numerically through the diagnostic's own `derive`. docs/diagnostics.md says why.
 """
 
 from __future__ import annotations
@@ -8,43 +16,68 @@ import math
 
 import numpy as np
 
+from .. import stats
 from ..errors import UserError
-from .base import Diagnostic, Options, diagnostics
+from .base import Diagnostic, Options, diagnostics, linearise
 from .record import RunResult, _clean, _options_record
 
-
-def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(R, n): how often each example is drawn in each bootstrap resample (one draw for every run)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    counts = np.zeros((n_resamples, n))
-    np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
-    return counts
+STEP = 1e-5  # relative finite-difference step of the derived statistics' gradients (≈ eps^(1/3))
 
 
-def _resampled(res: RunResult, counts: np.ndarray, diags: list[Diagnostic]) -> dict[str, dict[str, np.ndarray]]:
-    out = {}
-    for d in diags:
-        rs = res.ratios[d.name]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            v = {k: np.where((den := counts @ r.den) > 0, (counts @ r.num) / den, np.nan) for k, r in rs.items()}
-        out[d.name] = {**v, **d.derive(v)}
+def linearised_derived(d: Diagnostic, values: dict[str, float], lin: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-example values of each statistic `d.derive` computes from the ratios `values` (with their
+    linearised values `lin`): D + Σ_k g_k (lin_k − R_k), g the central finite-difference gradient of
+    `derive` at the ratios. Its mean is exactly D; for a `derive` linear in the ratios it is exact."""
+    point = d.derive(values)
+    out = {k: np.full_like(next(iter(lin.values())), float(v)) for k, v in point.items()} if lin else {}
+    for k, r in values.items():
+        if not math.isfinite(r):
+            continue  # a ratio with no example: a statistic reading it is NaN anyway
+        h = STEP * max(1.0, abs(r))
+        up, down = d.derive({**values, k: r + h}), d.derive({**values, k: r - h})
+        for stat in out:
+            g = (float(up[stat]) - float(down[stat])) / (2 * h)
+            if g != 0.0 and math.isfinite(g):
+                out[stat] += g * (lin[k] - r)
     return out
 
 
-def _interval(point: float, boot: np.ndarray) -> dict:
-    if math.isnan(point) or np.all(np.isnan(boot)):
-        return {"mean": _clean(point), "lo": None, "hi": None}
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return {"mean": _clean(point), "lo": _clean(lo), "hi": _clean(hi)}
+def linearised(res: RunResult, diags: list[Diagnostic]) -> dict[str, dict[str, np.ndarray]]:
+    """Diagnostic → statistic → the run's per-example linearised values (NaN where the statistic is)."""
+    out = {}
+    for d in diags:
+        lin = {k: linearise(r.num, r.den) for k, r in res.ratios[d.name].items()}
+        out[d.name] = {**lin, **linearised_derived(d, {k: r.value for k, r in res.ratios[d.name].items()}, lin)}
+    return out
 
 
-def _seed_mean(xs):
-    import warnings
+def _rows(rows: list[np.ndarray]) -> np.ndarray | None:
+    """The seeds × examples array of the finite rows, or None when no interval can be built."""
+    rows = [r for r in rows if np.all(np.isfinite(r))]
+    return np.stack(rows) if rows and len(rows[0]) >= 2 else None
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the mean over seeds that are all NaN is NaN
-        return np.nanmean(np.stack([np.asarray(x, dtype=np.float64) for x in xs]), axis=0)
+
+def cell(rows: list[np.ndarray], per_seed: list[float]) -> dict:
+    """A method's statistic: the mean over its seeds (those where it is defined) with its interval."""
+    x = _rows(rows)
+    finite = [v for v in per_seed if math.isfinite(v)]
+    if x is None:
+        mean = sum(finite) / len(finite) if finite else math.nan
+        return {"mean": _clean(mean), "lo": None, "hi": None, "example_only": None}
+    r = stats.interval(x)
+    return {"mean": _clean(r["mean"]), "lo": _clean(r["lo"]), "hi": _clean(r["hi"]), "example_only": r["example_only"]}
+
+
+def difference(method: dict[int, np.ndarray], baseline: dict[int, np.ndarray]) -> dict | None:
+    """Method minus baseline over the seeds both have (seed s against seed s: the same initialisation
+    and data order), from their linearised values; None when no seed pairs up."""
+    seeds = [s for s in method if s in baseline and np.all(np.isfinite(method[s])) and np.all(np.isfinite(baseline[s]))]
+    if not seeds or len(method[seeds[0]]) < 2:
+        return None
+    r = stats.difference(np.stack([method[s] for s in seeds]), np.stack([baseline[s] for s in seeds]))
+    return {"diff": _clean(r["diff"]), "lo": _clean(r["lo"]), "hi": _clean(r["hi"]), "significant": r["significant"],
+            "example_only": r["example_only"], "mde": None if r["mde"] is None else _clean(r["mde"]),
+            "seeds": seeds}
 
 
 def method_order(results: list[RunResult], baseline: str = "baseline") -> list[str]:
@@ -55,42 +88,37 @@ def method_order(results: list[RunResult], baseline: str = "baseline") -> list[s
 
 
 def aggregate(results: list[RunResult], opts: Options, baseline: str = "baseline") -> dict:
-    """Per method: each statistic's mean over seeds with its 95% bootstrap interval, and the
-    difference to baseline with its paired interval (one set of resampled examples for all runs)."""
+    """Per method: each statistic's mean over seeds with its 95% interval, and the difference to
+    baseline with its interval, paired by seed number (module docstring)."""
     ns = {r.record["n_examples"] for r in results}
     if len(ns) != 1:
         raise UserError("the runs do not share one set of examples (" + ", ".join(
             f"{r.method} seed {r.seed}: {r.record['n_examples']} examples" for r in results) + ")")
     diags = diagnostics(opts)
-    counts = resample_counts(ns.pop(), opts.n_resamples, opts.seed)
-    boots = [_resampled(r, counts, diags) for r in results]
-    # (method, diagnostic, statistic) → (mean over seeds, its resamples)
-    est: dict[tuple[str, str, str], tuple[float, np.ndarray]] = {}
+    lin = [linearised(r, diags) for r in results]
+    mine = {m: [i for i, r in enumerate(results) if r.method == m] for m in method_order(results, baseline)}
     methods = {}
-    for m in method_order(results, baseline):
-        mine = [i for i, r in enumerate(results) if r.method == m]
-        methods[m] = {"seeds": [results[i].seed for i in mine], "values": {}, "vs_baseline": {}}
+    for m, idx in mine.items():
+        methods[m] = {"seeds": [results[i].seed for i in idx], "values": {}, "vs_baseline": {}}
         for d in diags:
-            for stat in results[mine[0]].values[d.name]:
-                point = float(_seed_mean([results[i].values[d.name][stat] for i in mine]))
-                est[(m, d.name, stat)] = point, _seed_mean([boots[i][d.name][stat] for i in mine])
-                cell = _interval(*est[(m, d.name, stat)])
-                cell["per_seed"] = [_clean(results[i].values[d.name][stat]) for i in mine]
-                methods[m]["values"].setdefault(d.name, {})[stat] = cell
-    for (m, d, stat), (point, boot) in est.items():
-        if m != baseline and (baseline, d, stat) in est:
-            bp, bb = est[(baseline, d, stat)]
-            cell = _interval(point - bp, boot - bb)
-            sig = cell["lo"] is not None and (cell["lo"] > 0 or cell["hi"] < 0)
-            methods[m]["vs_baseline"].setdefault(d, {})[stat] = {"diff": cell["mean"], "lo": cell["lo"],
-                                                                 "hi": cell["hi"], "significant": sig}
+            for stat in results[idx[0]].values[d.name]:
+                c = cell([lin[i][d.name][stat] for i in idx], [float(results[i].values[d.name][stat]) for i in idx])
+                c["per_seed"] = [_clean(results[i].values[d.name][stat]) for i in idx]
+                methods[m]["values"].setdefault(d.name, {})[stat] = c
+                if m != baseline and baseline in mine and stat in results[mine[baseline][0]].values[d.name]:
+                    diff = difference({results[i].seed: lin[i][d.name][stat] for i in idx},
+                                      {results[i].seed: lin[i][d.name][stat] for i in mine[baseline]})
+                    if diff is not None:
+                        methods[m]["vs_baseline"].setdefault(d.name, {})[stat] = diff
     return {"split": opts.split, "n_examples": results[0].record["n_examples"], "options": _options_record(opts),
             "interval": INTERVAL_NOTE, "methods": methods,
             "runs": [{"method": r.method, "seed": r.seed, "dir": f"{r.dir.parent.name}/{r.dir.name}",
                       "values": r.record["values"], "checks": r.record["checks"]} for r in results]}
 
 
-INTERVAL_NOTE = ("95% percentile bootstrap over examples: 1,000 resamples of the examples, the same for every run; "
-                 "in each resample a statistic is recomputed per run and averaged over the method's seeds, so the "
-                 "interval covers the choice of test examples, not the spread between seeds (per_seed lists that). "
-                 "Differences to baseline use the same resamples on both sides (paired).")
+INTERVAL_NOTE = ("95% intervals from the seeds × test-examples variance components (docs/statistics.md: seed-to-seed "
+                 "spread and the test set's sampling both counted, a t quantile on Satterthwaite's degrees of "
+                 "freedom), each run's ratio statistic linearised per example (delta method; derived ones such as "
+                 "the sensitivity through their gradient). Differences to baseline pair seed s with seed s (same "
+                 "initialisation and data order) over the seeds both have. With one seed the interval counts the "
+                 "test examples only (example_only, † on a difference, never *); per_seed lists each seed's value.")

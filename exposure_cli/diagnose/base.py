@@ -33,7 +33,6 @@ class Options:
     window: str = "next"  # robustness: measure k errors up to the next injected position, or to the "end"
     limit: int | None = None  # only the first N examples of the split
     batch_size: int = 64  # sequences per teacher-forced pass
-    n_resamples: int = 1000
 
 
 def check_options(opts: Options) -> None:
@@ -51,7 +50,7 @@ def check_options(opts: Options) -> None:
 
 @dataclass
 class Ratio:
-    """A run-level statistic Σ num / Σ den over examples, kept per example so that it resamples."""
+    """A run-level statistic Σ num / Σ den over examples, kept per example for its interval (`linearise`)."""
 
     num: np.ndarray
     den: np.ndarray
@@ -60,6 +59,18 @@ class Ratio:
     def value(self) -> float:
         d = float(self.den.sum())
         return float(self.num.sum()) / d if d > 0 else math.nan
+
+
+def linearise(num, den) -> np.ndarray:
+    """Per-example values of the ratio R = Σ num / Σ den (over the last axis) for an interval over
+    seeds × examples: R + (num_i − R·den_i) / mean(den). Their mean is exactly R, and their spread is
+    R's to first order in the examples' noise (the delta method: R's influence function). A den of
+    all ones gives num itself. NaN throughout where Σ den = 0 (no example to average)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    total = den.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(total > 0, num.sum(axis=-1, keepdims=True) / np.where(total > 0, total, 1.0), np.nan)
+        return r + (num - r * den) / (total / den.shape[-1])
 
 
 def share(mask) -> Ratio:
@@ -87,7 +98,8 @@ class Column:
 
 class Diagnostic:
     """One measure: per-example ratio statistics of a run (`stats`), run-level quantities computed
-    from their values (`derive`; it must also work on arrays of bootstrap resamples), and columns."""
+    from their values (`derive`: floats in, floats out, smooth in them; the intervals linearise it
+    by finite differences, aggregation.linearised_derived), and columns."""
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""  # its column group in the tables

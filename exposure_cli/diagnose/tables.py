@@ -34,8 +34,9 @@ def matrices(agg: dict, opts: Options) -> list[Matrix]:
 
 DELTA_GROUP = "difference to baseline"
 
-DELTA_NOTE = ("Method minus baseline, with its paired 95% bootstrap interval over examples; * marks an interval "
-              "that excludes 0.")
+DELTA_NOTE = ("Method minus baseline, seed s against seed s over the seeds both have, with its 95% interval from "
+              "the seeds × test-examples variance components (below); * marks an interval that excludes 0; † one "
+              "seed: the interval counts the test examples only and earns no *.")
 
 
 def _table_cols(diags: list[Diagnostic], per_beam: bool) -> list[tuple[Col, tuple[str, str, bool]]]:
