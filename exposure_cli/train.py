@@ -321,7 +321,7 @@ def train_step(run: Run, batch, log) -> float:
     st.step += 1
     if st.step % t.log_every == 0:
         write_log(run, log, {"step": st.step, "epoch": st.epoch + 1, "loss": value, **logs,
-                             "lr": run.sched.get_last_lr()[0], "grad_norm": norm.item()})
+                             "lr": run.sched.get_last_lr()[0], "grad_norm": norm_value})
     return value
 
 

@@ -66,6 +66,10 @@ class Method:
     # A method that fine-tunes another's model names it here (e.g. "baseline"): the runner trains that
     # method's run of the same seed first and starts this one from its best.pt (train.run_one's `init_from`).
     warm_start: ClassVar[str | None] = None
+    # True when a step decodes texts to score on the host (sequence-level rewards: MRT, SCST). Such a
+    # step reads the device once per decoding step and per scoring, beyond the one read of the loss
+    # and logs that every other method's step keeps to (tests/test_device.py checks both).
+    scores_texts: ClassVar[bool] = False
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
         return batch

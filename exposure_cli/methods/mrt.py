@@ -50,6 +50,7 @@ class MinimumRisk(Method):
     name: ClassVar[str] = "mrt"
     step_cost: ClassVar[float] = 4.5
     warm_start: ClassVar[str | None] = "baseline"
+    scores_texts: ClassVar[bool] = True
     samples: int = param(8, f"S: candidates sampled per source (at most {MAX_SAMPLES}; the paper's 100 is too "
                          "costly here)")
     alpha: float = param(5e-3, "sharpness α of Q(y|x) ∝ p(y|x)^α over the candidates (the paper's 5e-3)")

@@ -40,12 +40,14 @@ def admissible_ids(tokens: list[str]) -> torch.Tensor:
     return torch.tensor([i for i, t in enumerate(tokens) if not _SPECIAL.match(t)], dtype=torch.long)
 
 
-def edit_distribution(n: int, V: int, tau: float) -> torch.Tensor:
-    """(n + 1,) float64: q(e) ∝ C(n, e) · exp(−e/τ) · (V − 1)^(e − e/τ), e = 0..n, in log space."""
-    e = torch.arange(n + 1, dtype=torch.float64)
-    log_c = math.lgamma(n + 1) - torch.lgamma(e + 1) - torch.lgamma(n - e + 1)
+def edit_log_weights(n: torch.Tensor, tau: float, V: int, max_n: int) -> torch.Tensor:
+    """(B, max_n + 1) float64: log w(e) = log[C(n, e) · exp(−e/τ) · (V − 1)^(e − e/τ)] for e = 0..max_n
+    of each row's n, −inf where e > n (a softmax over a row gives its q(e))."""
+    e = torch.arange(max_n + 1, dtype=torch.float64, device=n.device)
+    n = n[:, None].double()
+    log_c = torch.lgamma(n + 1) - torch.lgamma(e + 1) - torch.lgamma((n - e).clamp_min(0) + 1)
     log_w = log_c - e / tau + (e - e / tau) * math.log(max(V - 1, 1))
-    return torch.softmax(log_w, 0)
+    return log_w.masked_fill(e > n, float("-inf"))
 
 
 @register
@@ -66,32 +68,28 @@ class RAML(Method):
             self._admissible = (id(ctx.tokenizer), admissible_ids(ctx.tokenizer.tokens))
         return self._admissible[1]
 
-    def sample_targets(self, batch: Batch, adm: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, list[int]]:
-        """(new input ids, e per example): the Hamming sampler applied to every example's target."""
+    def sample_targets(self, batch: Batch, adm: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(new input ids, e per example): the Hamming sampler applied to every example's target, the
+        whole batch at once on its device (no per-example loop, nothing read back to the host)."""
         ids = batch.input_ids
         dev = ids.device
         adm = adm.to(dev)
         V = len(adm)
         tgt = (batch.segment_ids == 1) & batch.pad_mask
-        new = ids.clone()
-        drawn = []
-        for b in range(ids.shape[0]):
-            pos = tgt[b].nonzero().squeeze(1)[:-1]  # target positions, the final [SEP] excluded
-            n = len(pos)
-            q = edit_distribution(n, V, self.tau).to(dev)
-            e = int(torch.multinomial(q, 1, generator=gen))
-            drawn.append(e)
-            keys = torch.rand(n, generator=gen, device=dev)
-            where = pos[keys.argsort()[:e]]  # e distinct positions, uniformly
-            orig = ids[b, where]
-            j = torch.searchsorted(adm, orig)
-            present = (j < V) & (adm[j.clamp_max(V - 1)] == orig)
-            options = V - present.long()  # the admissible tokens other than the original
-            k = (torch.rand(e, generator=gen, device=dev, dtype=torch.float64) * options).long()
-            k = torch.minimum(k, options - 1)
-            k = k + (present & (k >= j)).long()  # skip the original's own slot
-            new[b, where] = adm[k]
-        return new, drawn
+        cand = tgt & (tgt.cumsum(1) < tgt.sum(1, keepdim=True))  # target positions, the final [SEP] excluded
+        q = torch.softmax(edit_log_weights(cand.sum(1), self.tau, V, ids.shape[1]), 1)
+        e = torch.multinomial(q, 1, generator=gen).squeeze(1)
+        # e distinct positions, uniformly: the e smallest of uniform keys over the candidates
+        keys = torch.rand(ids.shape, generator=gen, device=dev).masked_fill(~cand, 2.0)
+        where = cand & (keys.argsort(1).argsort(1) < e[:, None])
+        # each to a uniform admissible token other than the original: index k among the others
+        j = torch.searchsorted(adm, ids)
+        present = (j < V) & (adm[j.clamp_max(V - 1)] == ids)
+        options = V - present.long()
+        k = (torch.rand(ids.shape, generator=gen, device=dev, dtype=torch.float64) * options).long()
+        k = torch.minimum(k, options - 1)
+        k = k + (present & (k >= j)).long()  # skip the original's own slot
+        return torch.where(where, adm[k.clamp_max(V - 1)], ids), e
 
     def corrupt(self, batch: Batch, ctx: StepContext) -> Batch:
         new, _ = self.sample_targets(batch, self.admissible(ctx), ctx.generator)

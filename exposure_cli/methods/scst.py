@@ -47,6 +47,7 @@ class SelfCritical(Method):
     name: ClassVar[str] = "scst"
     step_cost: ClassVar[float] = 3.4
     warm_start: ClassVar[str | None] = "baseline"
+    scores_texts: ClassVar[bool] = True
     samples: int = param(1, f"samples per source, each with the greedy output as its baseline (Rennie et al.: 1; "
                          f"at most {MAX_SAMPLES})")
     gamma: float = param(0.9984, "share γ of the self-critical loss; the rest is the MLE cross-entropy "
