@@ -124,8 +124,9 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
 # ----------------------------------------------------------- tables without the checkpoints
 
 # What a finished run leaves that the tables, plots and `exposure power` need: its metrics, its
-# resolved spec, its training log (dev BLEU curves) and each beam's predictions.
-KEPT = (rundir.METRICS, rundir.SPEC, rundir.LOG)
+# resolved spec, its training log (dev BLEU curves) and each beam's predictions; and, when
+# `exposure diagnose` has measured it while its checkpoint existed, its diagnostics.
+KEPT = (rundir.METRICS, rundir.SPEC, rundir.LOG, rundir.DIAGNOSTICS)
 
 
 def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:

@@ -257,6 +257,12 @@ CASES = [
     ("diagnose-beams", ["diagnose", "{tmp}", "--beams", "1,x"], "--beams '1,x': expected comma-separated integers", None),
     ("diagnose-split", ["diagnose", "{tmp}", "--split", "valid"], "--split valid: expected one of", None),
     ("diagnose-errors", ["diagnose", "{tmp}", "--errors", "1,1"], "--errors: expected distinct error counts", None),
+    # power and keep
+    ("power-missing", ["power", "{tmp}/none"], "none: not found (expected an output directory of `exposure run`)", None),
+    ("power-empty", ["power", "{tmp}"], ": no summary.json and no run inside", None),
+    ("power-effect", ["power", "{tmp}", "--effect", "-1"], "Invalid value for '--effect'", None),
+    ("keep-missing", ["keep", "{tmp}/none", "{out}"], "none: not a directory (expected an output directory", None),
+    ("keep-no-run", ["keep", "{tmp}", "{out}"], ": no finished run (expected <method>/seed<k>/metrics.json inside)", None),
 ]
 
 FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json", "model.safetensors")
