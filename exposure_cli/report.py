@@ -36,7 +36,7 @@ def summarize_grid(spec: Spec, out_dir: Path, results: list[dict]) -> dict:
     summary = summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams, failed)
     per_example = per_example_scores(out_dir, spec, finished)
     add_cell_intervals(summary, per_example)
-    add_bootstrap(summary, per_example)
+    add_differences(summary, per_example)
     summary["runs"] = [run_record(r) for r in results]
     if failed:
         summary["failed"] = failed
@@ -121,12 +121,12 @@ def _rounded(d: dict, digits: int = 4) -> dict:
     return out
 
 
-def add_bootstrap(summary: dict, per_example: dict, baseline: str = "baseline") -> dict:
+def add_differences(summary: dict, per_example: dict, baseline: str = "baseline") -> dict:
     """Give each non-baseline row `vs_baseline`: per metric, the difference to the baseline at the
     same beam, ×100, over the seeds both have, paired seed by seed, with its 95% interval from the
     seeds × examples variance components (stats.difference: seeds and shared test examples both
     counted), `significant` when it excludes 0 (never on one seed), its minimum detectable effect
-    at 80% power (`mde`) and the components. (The name is kept from when it was a pooled bootstrap.)
+    at 80% power (`mde`) and the components.
 
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """

@@ -144,7 +144,7 @@ def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
             if (run / name).exists():
                 fileio.write_text(target / name, fileio.read_text(run / name))
                 written.append(target / name)
-        for path in sorted(run.glob("predictions.beam*.tsv")):
+        for path in sorted(run.glob(rundir.predictions("*"))):
             cols = read_columns(path)
             if cols is None:
                 raise UserError(f"{path}: no predictions header")

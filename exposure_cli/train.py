@@ -201,7 +201,7 @@ def start_over(run_dir: Path) -> None:
     """Remove everything a run wrote but its spec and tokenizer, so it trains again from the start."""
     for name in (rundir.LAST, rundir.PREVIOUS, rundir.BEST, rundir.LOG, rundir.METRICS, rundir.CHECKSUMS):
         (run_dir / name).unlink(missing_ok=True)
-    for p in [*run_dir.glob("predictions.beam*.tsv"), *run_dir.glob("hypotheses.beam*.jsonl")]:
+    for p in [*run_dir.glob(rundir.predictions("*")), *run_dir.glob(rundir.hypotheses("*"))]:
         p.unlink()
 
 

@@ -33,7 +33,7 @@ def _with_deltas():
         per_example[("better", 1, seed)] = {m: base + 0.05 for m in report.METRICS}
         per_example[("same", 1, seed)] = {m: rng.permutation(base) for m in report.METRICS}
     runs = [_run(m, s, v) for m, v in (("baseline", 40.0), ("better", 45.0), ("same", 40.0)) for s in (0, 1)]
-    return report.add_bootstrap(report.summarize("x", runs, ["baseline", "better", "same"], [1]), per_example)
+    return report.add_differences(report.summarize("x", runs, ["baseline", "better", "same"], [1]), per_example)
 
 
 def test_differences_mark_a_clear_improvement_and_not_noise():
@@ -54,11 +54,11 @@ def test_differences_pair_seed_s_with_seed_s_and_one_seed_earns_no_mark():
     per_example = {("better", 1, s): {m: base[s] + 0.05 for m in report.METRICS} for s in (2, 0, 1)}
     per_example.update({("baseline", 1, s): {m: base[s] for m in report.METRICS} for s in (0, 1, 2)})
     runs = [_run(m, s, 40.0) for m in ("baseline", "better") for s in (0, 1, 2)]
-    s = report.add_bootstrap(report.summarize("x", runs, ["baseline", "better"], [1]), per_example)
+    s = report.add_differences(report.summarize("x", runs, ["baseline", "better"], [1]), per_example)
     d = s["rows"][1]["vs_baseline"]["rouge_l"]
     assert (d["diff"], d["lo"], d["hi"], d["significant"], d["example_only"]) == (5.0, 5.0, 5.0, True, False)
     one = {k: v for k, v in per_example.items() if k[2] == 0}
-    s = report.add_bootstrap(report.summarize("x", runs[:1] + runs[3:4], ["baseline", "better"], [1]), one)
+    s = report.add_differences(report.summarize("x", runs[:1] + runs[3:4], ["baseline", "better"], [1]), one)
     d = s["rows"][1]["vs_baseline"]["rouge_l"]
     assert d["example_only"] and not d["significant"] and d["mde"] is None
     assert tables.fmt(tables.Col("d", "d", "delta"), d).endswith("]†")

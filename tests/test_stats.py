@@ -80,7 +80,7 @@ def test_the_vectorised_intervals_are_stats_interval():
 
 
 def test_pooled_analytic_interval_agrees_with_todays_bootstrap():
-    """pooled_intervals stands for report's old add_bootstrap (metrics.paired_bootstrap over the
+    """pooled_intervals stands for report's old pooled add_bootstrap (metrics.paired_bootstrap over the
     concatenated seeds): its ends agree within a tenth of the half-width."""
     x = simulate(*SCENARIOS["seed-dominated"], 3, np.random.default_rng(2), experiments=4)
     lo, hi = pooled_intervals(x)
