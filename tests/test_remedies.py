@@ -232,7 +232,7 @@ def test_mrt_risk_gradient_matches_finite_differences():
         return loss, logs
 
     loss, logs = risk()
-    assert loss.item() == pytest.approx(logs["risk"], rel=1e-12)
+    assert loss.item() == pytest.approx(float(logs["risk"]), rel=1e-12)
     loss.backward()
     params = list(model.parameters())
     g = torch.Generator().manual_seed(3)
@@ -284,7 +284,7 @@ def test_mrt_limits():
         torch.testing.assert_close(p.grad, 0.75 * g, rtol=1e-12, atol=1e-15)
     drawn = sample_ids(model.eval(), sl.sources(batch), 1, 5, tok.sep_id, generator=torch.Generator().manual_seed(3))
     rouge = study_per_example([tok.decode(ys[0]) for ys in drawn], [tok.decode(r) for r in sl.references(batch)])
-    assert logs["risk"] == pytest.approx(1 - rouge["rouge_l"].mean(), rel=1e-12)
+    assert float(logs["risk"]) == pytest.approx(1 - rouge["rouge_l"].mean(), rel=1e-12)
 
 
 # --- SCST -------------------------------------------------------------------------------------------

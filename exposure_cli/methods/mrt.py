@@ -85,9 +85,9 @@ class MinimumRisk(Method):
         group = torch.tensor([b for b, _ in cands], device=batch.input_ids.device)
         logp = sl.sequence_log_probs(model, batch, cands)
         risk = expected_risk(logp, cost, group, self.alpha).mean()
-        logs = {"risk": risk.item(), "candidates": len(cands) / len(refs), "reward": 1.0 - cost.mean().item()}
+        logs = {"risk": risk.detach(), "candidates": len(cands) / len(refs), "reward": 1.0 - cost.mean()}
         if self.weight == 1.0:
             return risk.to(logp.dtype), logs
         ce = model.target_loss(batch, label_smoothing=ctx.label_smoothing)
-        logs["ce"] = ce.item()
+        logs["ce"] = ce.detach()
         return self.weight * risk.to(ce.dtype) + (1.0 - self.weight) * ce, logs

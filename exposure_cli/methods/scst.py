@@ -69,7 +69,6 @@ class SelfCritical(Method):
         logp = sl.sequence_log_probs(model, batch, cands)
         a = torch.tensor([x for row in adv for x in row], dtype=logp.dtype, device=logp.device)
         rl = -(a * logp).mean()
-        logs = {"rl": rl.item(), "advantage": a.mean().item()}
         ce = model.target_loss(batch, label_smoothing=ctx.label_smoothing)
-        logs["ce"] = ce.item()
+        logs = {"rl": rl.detach(), "advantage": a.mean().detach(), "ce": ce.detach()}
         return self.gamma * rl + (1.0 - self.gamma) * ce, logs
