@@ -454,9 +454,10 @@ def damaged_output(run_dir: Path) -> str | None:
 
 
 def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,
-               report: Report = _no_report) -> dict | None:
+               report: Report = _no_report, init_from: Path | None = None) -> dict | None:
     """A finished run's test decoding and scores again, from best.pt; None when best.pt is damaged
-    too (the run is then cleared, to be trained again)."""
+    too (the run is then cleared, to be trained again). A warm-started run keeps its `warm_start`
+    record (its weights come from best.pt, so the start's are not loaded)."""
     try:
         best = fileio.torch_load(run_dir / rundir.BEST, "cpu")
     except Damaged as e:
@@ -469,6 +470,7 @@ def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, de
         old = {}
     old = old if isinstance(old, dict) else {}
     run = prepare_run(spec, method_spec, seed, run_dir, device)
+    run.init_from = Path(init_from) if init_from is not None else None
     seconds = {k: v for k in ("train_seconds", "dev_seconds") if isinstance(v := old.get(k), (int, float))}
     run.state = RunState(epoch=spec.train.epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
                          best_epoch=best["epoch"], **seconds)
@@ -486,7 +488,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
         if not problem:
             return fileio.read_json(done)
         warn(f"{problem}; decoding the test set again from best.pt")
-        metrics = reevaluate(spec, method_spec, seed, run_dir, device, report)
+        metrics = reevaluate(spec, method_spec, seed, run_dir, device, report, init_from)
         if metrics is not None:
             return metrics
     failed = run_dir / rundir.FAILED

@@ -515,6 +515,15 @@ def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, 
     assert all(torch.equal(v, best[k]) for k, v in run.model.state_dict().items())
     cold = prepare_run(spec, spec.methods[1], 0, tmp_path / "cold" / "seed0", torch.device("cpu"))
     assert not all(torch.equal(v, best[k]) for k, v in cold.model.state_dict().items())
+    # a finished warm-started run records its start; decoded again after damage, it still does
+    d = tmp_path / "scst" / "seed0"
+    (d / "failed.json").unlink()
+    first = run_one(spec, spec.methods[0], 0, d, torch.device("cpu"), init_from=tmp_path / "baseline" / "seed0")
+    assert first["warm_start"]["from"] == str(tmp_path / "baseline" / "seed0")
+    with open(d / "predictions.beam1.tsv", "a", encoding="utf-8") as f:
+        f.write("damage\n")
+    again = run_one(spec, spec.methods[0], 0, d, torch.device("cpu"), init_from=tmp_path / "baseline" / "seed0")
+    assert again["warm_start"] == first["warm_start"] and again["test"] == first["test"]
 
 
 def test_a_warm_started_method_needs_its_starting_method_in_the_spec(tmp_path):
