@@ -139,6 +139,27 @@ class Crash(Exception):
     pass
 
 
+def _killed_at_step_and_resumed(monkeypatch, spec, method, d: Path, crash_at: int, saved: tuple) -> Path:
+    """Run until the process "dies" at its crash_at-th training step, check that last.pt holds
+    (epoch, batch_in_epoch, step) == saved, then rerun the same run to its end; its directory."""
+    real_step, calls, cpu = train_mod.train_step, {"n": 0}, torch.device("cpu")
+
+    def step_then_crash(run, batch, log):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise Crash()
+        return real_step(run, batch, log)
+
+    monkeypatch.setattr(train_mod, "train_step", step_then_crash)
+    with pytest.raises(Crash):
+        run_one(spec, method, 0, d, cpu)
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    ck = torch.load(d / "last.pt", weights_only=True)
+    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == saved
+    run_one(spec, method, 0, d, cpu)
+    return d
+
+
 @pytest.mark.parametrize("bucket", [True, False])
 def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch,
                                                                                     bucket):
@@ -169,24 +190,9 @@ def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_
     _same(_finished(d1), reference)
 
     # 2. killed in the middle of epoch 2, with a checkpoint every step
-    spec = tiny_spec(checkpoint_seconds=1e-9, bucket=bucket)
-    real_step = train_mod.train_step
-    calls = {"n": 0}
-
-    def step_then_crash(run, batch, log):
-        calls["n"] += 1
-        if calls["n"] == 15:  # epoch 2 (10 batches an epoch), after 4 of its steps were saved
-            raise Crash()
-        return real_step(run, batch, log)
-
-    d2 = tmp_path / "mid-epoch"
-    monkeypatch.setattr(train_mod, "train_step", step_then_crash)
-    with pytest.raises(Crash):
-        run_one(spec, method, 0, d2, cpu)
-    monkeypatch.setattr(train_mod, "train_step", real_step)
-    ck = torch.load(d2 / "last.pt", weights_only=True)
-    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (1, 4, 14)
-    run_one(spec, method, 0, d2, cpu)
+    # epoch 2 (10 batches an epoch), after 4 of its steps were saved
+    d2 = _killed_at_step_and_resumed(monkeypatch, tiny_spec(checkpoint_seconds=1e-9, bucket=bucket), method,
+                                     tmp_path / "mid-epoch", 15, saved=(1, 4, 14))
     _same(_finished(d2), reference)
 
 
@@ -214,22 +220,8 @@ def test_every_method_resumes_mid_epoch_under_the_shipped_settings(tmp_path, met
     # then linear decay over the 7 remaining steps
     assert lrs == pytest.approx([3e-3 * f for f in (2 / 3, 1, 1, 6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7, 0)])
 
-    real_step, calls = train_mod.train_step, {"n": 0}
-
-    def step_then_crash(run, batch, log):
-        calls["n"] += 1
-        if calls["n"] == 8:  # epoch 2 (5 batches an epoch), after 2 of its steps were saved
-            raise Crash()
-        return real_step(run, batch, log)
-
-    d = tmp_path / "resumed"
-    monkeypatch.setattr(train_mod, "train_step", step_then_crash)
-    with pytest.raises(Crash):
-        run_one(spec, m, 0, d, cpu)
-    monkeypatch.setattr(train_mod, "train_step", real_step)
-    ck = torch.load(d / "last.pt", weights_only=True)
-    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (1, 2, 7)
-    run_one(spec, m, 0, d, cpu)
+    # epoch 2 (5 batches an epoch), after 2 of its steps were saved
+    d = _killed_at_step_and_resumed(monkeypatch, spec, m, tmp_path / "resumed", 8, saved=(1, 2, 7))
     _same(_finished(d), reference)
 
 
