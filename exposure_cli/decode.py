@@ -459,14 +459,15 @@ def _sample_batch(model, sources, S, max_len, sep_id, device, temperature, gener
     tokens = draw_tokens(logp.expand(E, S, logp.shape[-1]), temperature, generator)  # (E, S)
     running = torch.ones(E, S, dtype=torch.bool, device=dev)
     for t in range(1, max_len + 1):
-        for r, i in enumerate(live):
-            for s, (tok, on) in enumerate(zip(tokens[r].tolist(), running[r].tolist())):
+        # One read of the step's tokens and flags for the whole batch, not one per row.
+        for i, toks, ons in zip(live, tokens.tolist(), running.tolist()):
+            for s, (tok, on) in enumerate(zip(toks, ons)):
                 if on:
                     samples[i][s].append(tok)
         running &= tokens != sep_id
         if t == max_len:
             break
-        keep = [r for r in range(len(live)) if bool(running[r].any())]
+        keep = [r for r, on in enumerate(running.any(1).tolist()) if on]
         if not keep:
             break
         rows = torch.tensor(keep, device=dev)
