@@ -111,8 +111,7 @@ def _rounded(d: dict, digits: int = 4) -> dict:
     out = {}
     for k, v in d.items():
         if isinstance(v, stats.Components):  # what `exposure power` plans from (variances, ×100² points)
-            v = _rounded({"seeds": v.seeds, "examples": v.examples, "seed": v.seed, "example": v.example,
-                          "noise": v.noise}, 6)
+            v = _rounded(v.record(), 6)
         elif isinstance(v, dict):
             v = _rounded(v, digits)
         elif isinstance(v, float):

@@ -22,7 +22,7 @@ coverage by simulation.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as _sp
@@ -45,8 +45,16 @@ class Components:
     ms_example: float
     ms_noise: float | None
 
-    def as_dict(self, digits: int = 4) -> dict:
-        return {k: (round(v, digits) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+    # What summary.json keeps of them (the report's differences) and `exposure power` plans from.
+    RECORD = ("seeds", "examples", "seed", "example", "noise")
+
+    def record(self) -> dict:
+        return {k: getattr(self, k) for k in self.RECORD}
+
+    @classmethod
+    def from_record(cls, d: dict) -> "Components":
+        """Components from `record()`'s fields (the mean squares are not kept, nor needed for planning)."""
+        return cls(*(d[k] for k in cls.RECORD), None, None, None)
 
 
 def _matrix(x) -> np.ndarray:

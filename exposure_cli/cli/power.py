@@ -36,7 +36,7 @@ def power_rows(summary: dict, effect: float, alpha: float, power: float) -> list
                 rows.append({**row, "seeds": c.get("seeds", 1) if c else None,
                              "note": "one seed: the seed component cannot be estimated; run 2 seeds or more"})
                 continue
-            comp = stats.Components(c["seeds"], c["examples"], c["seed"], c["example"], c["noise"], None, None, None)
+            comp = stats.Components.from_record(c)
             needed = stats.seeds_needed(comp, effect, alpha, power)
             fl = stats.floor(comp, alpha, power)
             rows.append({**row, "seeds": comp.seeds, "sd_seed": math.sqrt(comp.seed),
