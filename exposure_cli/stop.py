@@ -16,6 +16,10 @@ import sys
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_CODES = tuple(128 + s for s in SIGNALS)  # 130, 143
+# Seconds a stopped driver (pool or Ray) gives its runs to save last.pt before killing them
+# (schedulers give 30 s or more before their own kill).
+GRACE = 60.0
 
 
 class Interrupted(KeyboardInterrupt):

@@ -46,9 +46,7 @@ class _Group(TyperGroup):
             error(e.format_message().replace("\n", " ") + where)
             sys.exit(2)
         except typer.Abort as e:
-            code = stop.exit_code(e.__cause__)
-            err_console.print(stop.message(code), highlight=False)
-            sys.exit(code)
+            sys.exit(_say_stopped(e.__cause__))
         except _ClickException as e:
             error(e.format_message().replace("\n", " "))
             sys.exit(e.exit_code)
@@ -61,9 +59,7 @@ class _Group(TyperGroup):
             error(str(e))
             ctx.exit(2)
         except KeyboardInterrupt as e:
-            code = stop.exit_code(e)
-            err_console.print(stop.message(code), highlight=False)
-            ctx.exit(code)
+            ctx.exit(_say_stopped(e))
         except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
             error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
             ctx.exit(2)
@@ -104,16 +100,22 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Exposure-bias experiments for UniLM seq2seq models."""
 
 
+def _say_stopped(e: BaseException | None) -> int:
+    """The one line a stop by signal prints (what was saved, how to resume); its exit code."""
+    code = stop.exit_code(e)
+    err_console.print(stop.message(code), highlight=False)
+    return code
+
+
 def main() -> None:
     """Console-script entry point."""
     stop.install()  # SIGTERM (a scheduler's preemption) is handled as Ctrl-C is
     try:
         app()
     except KeyboardInterrupt as e:  # before a command started (click's own handling prints "Aborted!")
-        code = stop.exit_code(e)
-        err_console.print(stop.message(code), highlight=False)
+        code = _say_stopped(e)
     except SystemExit as e:
-        if e.code not in (130, 143):
+        if e.code not in stop.EXIT_CODES:
             raise
         code = e.code
     else:

@@ -5,7 +5,7 @@ Pool workers are spawned (not forked: torch's thread pools do not survive a fork
 (the driver stops them), and die with the driver even when it is killed with SIGKILL (Linux's
 parent-death signal), so a killed grid leaves no orphan writing into its run directories. A driver
 stopped by Ctrl-C or SIGTERM sends its workers SIGTERM: each saves last.pt after its current step
-and exits (`stop.py`); one still busy after `GRACE` seconds is killed.
+and exits (`stop.py`); one still busy after `stop.GRACE` seconds is killed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import signal
 import time
 
-GRACE = 60.0  # seconds a stopped driver gives its workers to save last.pt (schedulers give 30 s or more)
 from .. import stop
 from .base import EXECUTORS, Executor, GridDisplay, RunTask, StatusFile, costliest_first, execute
 
@@ -83,7 +82,7 @@ class Pool(Executor):
                     if f.running():
                         display.poll(futures[f].index)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers save where they are
-            _kill(pool, grace=GRACE)
+            _kill(pool, grace=stop.GRACE)
             raise
         except BaseException:
             _kill(pool)

@@ -129,7 +129,7 @@ class RayExecutor(Executor):
         return [results[t.index] for t in tasks]
 
 
-def _cancel(refs: list, grace: float = 60.0) -> None:
+def _cancel(refs: list, grace: float = stop.GRACE) -> None:
     """Interrupt the tasks (a KeyboardInterrupt in each, which saves last.pt and stops), wait up to
     `grace` seconds for them, then kill what is left."""
     for ref in refs:
