@@ -31,9 +31,13 @@ class Batch:
             self.target_rows, self.target_cols = sel.nonzero(as_tuple=True)
             self.target_width = int(sel.sum(1).max()) if sel.numel() else 0
 
-    def to(self, device, **kw) -> "Batch":
-        return self.replace(**{f.name: getattr(self, f.name).to(device, **kw) for f in fields(self)
+    def map(self, fn) -> "Batch":
+        """The batch with `fn` applied to each of its tensors (the host-found facts carried along)."""
+        return self.replace(**{f.name: fn(getattr(self, f.name)) for f in fields(self)
                                if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    def to(self, device, **kw) -> "Batch":
+        return self.map(lambda t: t.to(device, **kw))
 
     def replace(self, **kw) -> "Batch":
         return Batch(**{f.name: kw.get(f.name, getattr(self, f.name)) for f in fields(self)})

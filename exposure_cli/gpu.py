@@ -9,7 +9,7 @@ attention with its own dropout for every method without a double backward (`mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -93,8 +93,7 @@ def to_device(batch, device: torch.device):
     """A batch on `device`; to CUDA from pinned memory, without blocking the host."""
     if device.type != "cuda":
         return batch.to(device)
-    return batch.replace(**{f.name: getattr(batch, f.name).pin_memory().to(device, non_blocking=True)
-                            for f in fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)})
+    return batch.map(lambda t: t.pin_memory().to(device, non_blocking=True))
 
 
 def cpu_estimate(spec, train_examples: int) -> tuple[int, float]:
