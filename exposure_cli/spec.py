@@ -95,6 +95,8 @@ class TrainSpec:
                          "of one plain shuffle per epoch, as the study's scripts (the paper profiles)")
     seeds: list[int] = param([0, 1], "one run per seed and method")
     bf16: bool = param(True, "bf16 autocast for training and decoding (fp16 with a grad scaler on GPUs without bf16)")
+    patience: int | None = param(None, "early stopping: end training once dev BLEU has not improved for this many "
+                                 "epochs (the selected weights are the best epoch's either way); null = every epoch")
     dev_size: int | None = param(500, "dev examples greedily decoded after each epoch; null = the whole split")
     select_fp32: bool = param(False, "decode the dev set in fp32 for selection, even when training in bf16")
     checkpoint_seconds: float = param(120.0, "also save a resumable checkpoint every this many seconds of "
@@ -328,6 +330,7 @@ def _check_ranges(s: Spec) -> None:
     need(1 <= m.source_len() and m.source_len() + 2 + m.max_target_len <= m.max_len,
          "model.max_source_len", f"[CLS] source [SEP] + model.max_target_len to fit model.max_len ({m.max_len})")
     need(t.epochs >= 1, "train.epochs", "at least 1")
+    need(t.patience is None or t.patience >= 1, "train.patience", "at least 1, or null (no early stopping)")
     need(t.batch_size >= 1, "train.batch_size", "at least 1")
     need(t.lr > 0 and math.isfinite(t.lr), "train.lr", "a positive number")
     need(t.adam_eps > 0, "train.adam_eps", "a positive number")

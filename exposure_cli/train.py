@@ -104,6 +104,12 @@ class Run:
         return self.method.label()
 
 
+def training_done(st: RunState, t) -> bool:
+    """Every epoch trained, or (train.patience) dev BLEU has not improved for that many epochs. The
+    state lives in last.pt, so a resumed run stops where an uninterrupted one would."""
+    return st.epoch >= t.epochs or (t.patience is not None and st.epoch - st.best_epoch >= t.patience)
+
+
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     if warmup and step < warmup:
         return (step + 1) / warmup
@@ -421,6 +427,7 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
     st = run.state
     metrics = {"method": run.label, "method_name": run.method_spec.name, "params": run.method_spec.params,
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
+               "stopped_early": st.epoch < spec.train.epochs,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
                "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
     if run.init_from is not None:  # what the warm start cost: the leaderboard adds it to this run's
@@ -472,7 +479,8 @@ def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, de
     run = prepare_run(spec, method_spec, seed, run_dir, device)
     run.init_from = Path(init_from) if init_from is not None else None
     seconds = {k: v for k in ("train_seconds", "dev_seconds") if isinstance(v := old.get(k), (int, float))}
-    run.state = RunState(epoch=spec.train.epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
+    epochs = old.get("epochs") if isinstance(old.get("epochs"), int) else spec.train.epochs
+    run.state = RunState(epoch=epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
                          best_epoch=best["epoch"], **seconds)
     return evaluate_run(run, report)
 
@@ -505,7 +513,7 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
         run.events = EventMirror(run_dir, run.total_steps // spec.train.epochs)
     report(total=run.total_steps, completed=run.state.step, info="")
     try:
-        while run.state.epoch < spec.train.epochs:
+        while not training_done(run.state, spec.train):
             train_epoch(run, report)
             select_on_dev(run, report)
     except Diverged as e:

@@ -288,6 +288,59 @@ def test_selection_keeps_the_best_dev_epoch_and_test_decoding_uses_it(tmp_path, 
         assert (ours == preds) == expect_equal, epoch
 
 
+def _scripted_dev_bleu(monkeypatch, bleus: list[float]) -> None:
+    """Dev BLEU follows `bleus`, one per selection; the test set is scored for real."""
+    seq, real_scores = iter(bleus), train_mod.study_scores
+
+    def fake(preds, refs, lowercase=True):
+        return {**real_scores(preds, refs, lowercase), "bleu": next(seq)}
+
+    monkeypatch.setattr(train_mod, "study_scores", fake)
+    real_eval = train_mod.evaluate_run
+
+    def evaluate(run, report=train_mod._no_report):
+        monkeypatch.setattr(train_mod, "study_scores", real_scores)
+        return real_eval(run, report)
+
+    monkeypatch.setattr(train_mod, "evaluate_run", evaluate)
+
+
+def test_early_stopping_ends_patience_epochs_after_the_best_also_across_a_kill(tmp_path, tiny_spec, monkeypatch):
+    """Dev BLEU 3, 5, 5, 4, 9 with patience 2 and 5 epochs: epoch 2 is best, epochs 3 (a tie is no
+    improvement) and 4 do not improve, so training ends after epoch 4 and epoch 5 never runs. A
+    process killed after epoch 3's selection resumes and stops at the same place; a rerun of the
+    finished run trains nothing more."""
+    spec, cpu = tiny_spec(epochs=5, patience=2), torch.device("cpu")
+    _scripted_dev_bleu(monkeypatch, [3.0, 5.0, 5.0, 4.0, 9.0])
+    whole = tmp_path / "whole"
+    m = run_one(spec, MethodSpec("baseline"), 0, whole, cpu)
+    assert (m["best_epoch"], m["dev_bleu"], m["epochs"], m["stopped_early"]) == (2, 5.0, 4, True)
+    assert [r["epoch"] for r in map(json.loads, (whole / "train.jsonl").read_text().splitlines()) if "dev" in r] == [1, 2, 3, 4]
+
+    _scripted_dev_bleu(monkeypatch, [3.0, 5.0, 5.0, 4.0, 9.0])
+    real_select = train_mod.select_on_dev
+
+    def select_then_crash(run, report=train_mod._no_report):
+        dev = real_select(run, report)
+        if run.state.epoch == 3:
+            raise Crash()
+        return dev
+
+    monkeypatch.setattr(train_mod, "select_on_dev", select_then_crash)
+    d = tmp_path / "killed"
+    with pytest.raises(Crash):
+        run_one(spec, MethodSpec("baseline"), 0, d, cpu)
+    monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+    run_one(spec, MethodSpec("baseline"), 0, d, cpu)  # the scripted sequence goes on: epoch 4 gets 4.0
+    _same(_finished(d), _finished(whole))
+    assert run_one(spec, MethodSpec("baseline"), 0, d, cpu)["epochs"] == 4
+
+    # without patience every epoch runs and the late best wins
+    _scripted_dev_bleu(monkeypatch, [3.0, 5.0, 5.0, 4.0, 9.0])
+    m = run_one(tiny_spec(epochs=5), MethodSpec("baseline"), 0, tmp_path / "all", cpu)
+    assert (m["best_epoch"], m["epochs"], m["stopped_early"]) == (5, 5, False)
+
+
 def test_split_limits_take_the_first_examples_in_file_order(tmp_path, tiny_spec):
     spec = tiny_spec(dev_size=3)
     spec.data.train_limit, spec.data.test_limit = 20, 5
