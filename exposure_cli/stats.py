@@ -200,3 +200,22 @@ def seeds_needed(c: Components, effect: float, alpha: float = ALPHA, power: floa
         else:
             lo = mid + 1
     return hi
+
+
+# A planned 95% half-width is the MDE at 50% power: t_{0.5} = 0 leaves t_{1−α/2} · SE.
+HALF_WIDTH_POWER = 0.5
+
+
+def half_width(c: Components, seeds: int | None = None, alpha: float = ALPHA) -> float:
+    """The (1 − alpha) interval's half-width t_{1−α/2} · SE that `seeds` seeds (default: c's) give."""
+    return mde(c, seeds, alpha, HALF_WIDTH_POWER)
+
+
+def half_width_floor(c: Components, alpha: float = ALPHA) -> float:
+    """The half-width no number of seeds goes below on this test set: z_{1−α/2} · sqrt(example / n)."""
+    return floor(c, alpha, HALF_WIDTH_POWER)
+
+
+def seeds_for_half_width(c: Components, target: float, alpha: float = ALPHA) -> int | None:
+    """The fewest seeds whose planned half-width is ≤ target; None when the floor is ≥ target."""
+    return seeds_needed(c, target, alpha, HALF_WIDTH_POWER)

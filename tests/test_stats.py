@@ -201,3 +201,21 @@ def test_seed_s_of_every_method_shares_initialisation_and_data_order(tmp_path, m
     w, batches = start(MethodSpec("baseline", {}), 2)  # another seed: other weights, other order
     assert not all(torch.equal(w[k], base[0][k]) for k in w)
     assert any(not torch.equal(a, b) for a, b in zip(batches, base[1]))
+
+
+def test_planned_half_width_is_the_half_width_the_design_gives():
+    """The campaign's planning: half_width(c, S) against the mean half-width of simulated
+    experiments at S seeds (the components as truth; planned from the expected mean squares, it is
+    4% above the mean at 5 seeds and within 1% from 10 on), its floor in closed form, and the fewest
+    seeds that reach a target."""
+    sd = (0.8, 5.0, 15.0)  # CSL-like: seed, shared example, noise (×100 points)
+    c = stats.Components(3, N, sd[0] ** 2, sd[1] ** 2, sd[2] ** 2, 0, 0, 0)
+    rng = np.random.default_rng(8)
+    for s in (5, 20):
+        lo, hi = new_intervals(simulate(*sd, s, rng, experiments=1000))
+        assert stats.half_width(c, s) == pytest.approx(float(np.mean((hi - lo) / 2)), rel=0.05 if s == 5 else 0.015), s
+    assert stats.half_width_floor(c) == pytest.approx(1.959964 * 5.0 / math.sqrt(N), rel=1e-6)
+    target = 0.6
+    s = stats.seeds_for_half_width(c, target)
+    assert stats.half_width(c, s) <= target < stats.half_width(c, s - 1)
+    assert stats.seeds_for_half_width(c, stats.half_width_floor(c)) is None
