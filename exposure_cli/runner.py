@@ -104,18 +104,36 @@ def clear_failed(tasks: list[RunTask]) -> list[str]:
 
 
 def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None, executor: str = "serial",
-             threads: int = 0, retry_failed: bool = False, **executor_options) -> dict:
-    """Run the grid with the named executor and write the summary; returns it."""
+             threads: int = 0, retry_failed: bool = False, keep: Path | None = None, on_finished=None,
+             **executor_options) -> dict:
+    """Run the grid with the named executor and write the summary; returns it.
+
+    With `keep`, each run's small outputs go to keep/<method>/seed<k>/ as soon as it finishes, its
+    diagnostics measured first (`finish_run`); runs already there are not run again (they may have
+    run on another machine), and the summary is the kept directory's. `on_finished(task, result)`
+    is called in this process as each run ends (the campaign commits there)."""
     with locked(out_dir):
         fileio.remove_temporaries(out_dir)  # what a killed runner left half-written; we hold the lock
         tasks = make_tasks(spec, out_dir, device, threads)
+        if keep is not None:
+            for t in tasks:
+                t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
+            starts = {t.init_from for t in tasks if not is_kept(Path(t.keep))}  # warm starts need best.pt
+            tasks = [t for t in tasks if not is_kept(Path(t.keep))
+                     or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
         if retry_failed:
             clear_failed(tasks)
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
-        with GridDisplay(tasks, console) as display:
+        with GridDisplay(tasks, console, on_finished) as display:
             done = {t.index: r for stage in stages(tasks) for t, r in zip(stage, runner.run(stage, display))}
         results = [done[t.index] for t in tasks]
-        summary = report.summarize_grid(spec, out_dir, results)
+        if keep is not None and any(Path(keep).glob(f"*/seed*/{rundir.METRICS}")):
+            summary = rebuild_summary(Path(keep))  # every kept run, this invocation's and earlier ones'
+            failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
+            if failed:
+                summary["failed"] = failed
+        else:
+            summary = report.summarize_grid(spec, out_dir, results)
         report.write_summary(out_dir, summary)
         tables.write_tables(out_dir, summary)
     return summary
@@ -131,39 +149,71 @@ KEPT = (rundir.METRICS, rundir.SPEC, rundir.LOG, rundir.DIAGNOSTICS)
 
 def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
     """Copy each finished run's small outputs from out_dir to dest in the same layout
-    (<method>/seed<k>/), the predictions with their source column emptied (the sources are the test
-    split's, line for line; the references and predictions are what the scores come from). From
-    dest, `rebuild_summary` makes the experiment's summary again without any checkpoint."""
+    (<method>/seed<k>/). From dest, `rebuild_summary` makes the experiment's summary again without
+    any checkpoint."""
     runs = rundir.finished_runs(out_dir)
     if not runs:
         raise UserError(f"{out_dir}: no finished run (expected <method>/seed<k>/metrics.json inside)")
+    return [p for run in runs for p in keep_run(run, dest / run.relative_to(out_dir))]
+
+
+def keep_run(run: Path, target: Path) -> list[Path]:
+    """One finished run's small outputs copied to `target`: the predictions with their source column
+    emptied (the sources are the test split's, line for line; the references and predictions are
+    what the scores come from), and metrics.json last, so that a kept run with metrics.json is whole."""
     written = []
-    for run in runs:
-        target = dest / run.relative_to(out_dir)
-        for name in KEPT:
-            if (run / name).exists():
-                fileio.write_text(target / name, fileio.read_text(run / name))
-                written.append(target / name)
-        for path in sorted(run.glob(rundir.predictions("*"))):
-            cols = read_columns(path)
-            if cols is None:
-                raise UserError(f"{path}: no predictions header")
-            write_predictions(target / path.name, [""] * len(cols["reference"]), cols["reference"], cols["prediction"])
-            written.append(target / path.name)
+    for path in sorted(run.glob(rundir.predictions("*"))):
+        cols = read_columns(path)
+        if cols is None:
+            raise UserError(f"{path}: no predictions header")
+        write_predictions(target / path.name, [""] * len(cols["reference"]), cols["reference"], cols["prediction"])
+        written.append(target / path.name)
+    for name in sorted(KEPT, key=lambda n: n == rundir.METRICS):
+        if (run / name).exists():
+            fileio.write_text(target / name, fileio.read_text(run / name))
+            written.append(target / name)
     return written
+
+
+def is_kept(target: Path) -> bool:
+    return (target / rundir.METRICS).exists()
+
+
+def finish_run(run: Path, target: Path, device: torch.device | str = "cpu") -> None:
+    """What a finished run leaves before its checkpoint may go: its diagnostics (`exposure diagnose`'s
+    defaults at the spec's beams, measured now while best.pt exists), then its small outputs in `target`."""
+    from . import diagnose as dg
+    from .generate import load_run_spec
+
+    if not (run / rundir.DIAGNOSTICS).exists():
+        spec, _ = load_run_spec(run)
+        opts = dg.Options(beams=tuple(spec.decode.beams))
+        dg.diagnose_run(dg.load_run_data(run, opts, torch.device(device)), opts)
+    keep_run(run, target)
 
 
 def rebuild_summary(out_dir: Path) -> dict:
     """The summary of an output directory from its runs' metrics.json, spec.yaml and predictions
     alone (a directory written by `keep_small_outputs`, or a run directory whose summary.json is
-    gone): the same function `run_spec` summarises with, so the intervals are today's code's."""
+    gone): the same function `run_spec` summarises with, so the intervals are today's code's. The
+    seeds are every seed found (a campaign keeps its blocks of seeds side by side); the runs must
+    share one experiment otherwise."""
     specs = sorted(out_dir.glob(f"*/seed*/{rundir.SPEC}"))
     if not specs:
         raise UserError(f"{out_dir}: no summary.json and no run inside (expected <method>/seed<k>/spec.yaml)")
-    raw = yaml.safe_load(fileio.read_text(specs[0]))
-    raw.pop("run", None)  # this run's method and seed; the rest is the experiment's
+    first, seeds = None, set()
+    for path in specs:
+        raw = yaml.safe_load(fileio.read_text(path))
+        seeds.add((raw.pop("run", None) or {}).get("seed"))  # this run's method and seed; the rest is the experiment's
+        raw.get("train", {}).pop("seeds", None)
+        if first is None:
+            first = raw
+        elif raw != first:
+            raise UserError(f"{path}: a different experiment from {specs[0]} (only the seeds may differ between "
+                            "the runs of one directory)")
+    first["train"]["seeds"] = sorted(s for s in seeds if isinstance(s, int))
     try:
-        spec = spec_from_dict(raw)
+        spec = spec_from_dict(first)
     except UserError as e:
         raise UserError(f"{specs[0]}: {e}") from None
     results = []

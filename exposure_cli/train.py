@@ -429,7 +429,7 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
                "stopped_early": st.epoch < spec.train.epochs,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
-               "eval_seconds": round(time.perf_counter() - t0, 2), "test": beams}
+               "eval_seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads(), "test": beams}
     if run.init_from is not None:  # what the warm start cost: the leaderboard adds it to this run's
         start = fileio.read_json(run.init_from / rundir.METRICS) if (run.init_from / rundir.METRICS).exists() else {}
         metrics["warm_start"] = {"from": str(run.init_from),

@@ -40,6 +40,9 @@ def diagnose(
     threads: int = typer.Option(0, min=0, help="torch CPU threads; 0 = torch's default. On a busy shared machine "
                                 "1 is steadier."),
     as_json: bool = typer.Option(False, "--json", help="Print OUT/diagnostics.json instead of the tables."),
+    recorded: bool = typer.Option(False, "--recorded", help="Measure nothing: put side by side what each run's "
+                                  "diagnostics.json recorded (kept runs without checkpoints, e.g. results/study-cpu; "
+                                  "the measuring options are the records', which must agree)."),
 ):
     """Measure the bias itself, per run, and put the methods side by side.
 
@@ -58,6 +61,8 @@ def diagnose(
                       seed=seed, window=window, limit=limit, batch_size=batch_size)
     dg.check_options(opts)
     runs = dg.finished_runs(out_dir)
+    if recorded:
+        return _aggregate_recorded(out_dir, runs, as_json)
     dev = resolve_device(device)
     set_threads(threads)
     say = err_console if as_json else console
@@ -85,6 +90,30 @@ def diagnose(
             console.print(table)
     console.print(f"{out_dir / 'diagnostics.md'}: the tables with every note and interval, and the plots",
                   highlight=False)
+
+
+def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
+    from .. import diagnose as dg
+    from ..rundir import DIAGNOSTICS
+
+    missing = [str(r) for r in runs if not (r / DIAGNOSTICS).exists()]
+    if missing:
+        raise UserError(f"{missing[0]}: no {DIAGNOSTICS} ({len(missing)} run(s) without one); --recorded reads "
+                        "what `exposure diagnose` or `exposure run --keep` measured")
+    results = [dg.recorded_result(r) for r in runs]
+    options = {json.dumps(r.record["options"], sort_keys=True) for r in results}
+    if len(options) != 1:
+        raise UserError(f"{out_dir}: the runs were diagnosed with different options ({len(options)} sets)")
+    o = results[0].record["options"]
+    opts = dg.Options(**{**o, "beams": tuple(o["beams"]), "errors": tuple(o["errors"])})
+    agg = dg.aggregate(results, opts)
+    mxs = dg.write_report(out_dir, agg, opts)
+    if as_json:
+        typer.echo(json.dumps(agg, ensure_ascii=False))
+        return
+    for mx in mxs:
+        for table in _tables(mx):
+            console.print(table)
 
 
 def _tables(mx) -> list[Table]:

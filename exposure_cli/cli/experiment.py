@@ -58,6 +58,10 @@ def run(
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write each run's training curves as "
                                      "TensorBoard event files in <run>/tensorboard/ (train.tensorboard: true; "
                                      "needs the tensorboard extra)."),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="As each run finishes, measure its diagnostics (while "
+                                        "its checkpoint exists) and copy its small outputs to KEEP/<method>/seed<k>/ "
+                                        "(`exposure keep`); runs already kept there are not run again, and the "
+                                        "summary is KEEP's."),
 ):
     """Run every method × seed of a spec, then write summary.json, table.md and table.csv.
 
@@ -95,7 +99,7 @@ def run(
         require_gpu(s, dev, device, n)
     console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev}{' (each Ray worker resolves it)' if name == 'ray' else ''} → {out_dir}"
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
-    summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, **options)
+    summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, keep=keep, **options)
     console.print(tables.rich_table(tables.summary_matrix(summary)))
     if summary.get("failed"):
         for f in summary["failed"]:

@@ -57,6 +57,25 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
                      [method_label(m) for m in run.spec.methods])
 
 
+def recorded_result(run_dir: Path) -> RunResult:
+    """A run's diagnostics as `diagnose_run` returned them, from its diagnostics.json alone (a kept
+    run, no checkpoint): the per-example ratios and the run-level values it recorded."""
+    from ..errors import UserError
+    from ..generate import load_run_spec
+
+    path = run_dir / rundir.DIAGNOSTICS
+    try:
+        record = json.loads(fileio.read_text(path))
+        ratios = {d: {k: Ratio(np.asarray(v["num"], dtype=np.float64),
+                               np.asarray(v["den"], dtype=np.float64) if "den" in v else np.ones(len(v["num"])))
+                      for k, v in stats.items()} for d, stats in record["per_example"].items()}
+        values = {d: {k: math.nan if x is None else float(x) for k, x in v.items()} for d, v in record["values"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a run's diagnostics ({e.__class__.__name__}: {e})") from None
+    methods = [method_label(m) for m in load_run_spec(run_dir)[0].methods] if (run_dir / rundir.SPEC).exists() else []
+    return RunResult(record["method"], record["seed"], run_dir, ratios, values, record, methods)
+
+
 def write_run_record(path: Path, record: dict) -> None:
     """JSON, indented except the per-example arrays (one line each: a tenth of the size)."""
     head = json.dumps({**record, "per_example": None}, ensure_ascii=False, indent=2)

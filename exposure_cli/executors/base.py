@@ -33,6 +33,7 @@ class RunTask:
     cwd: str = field(default_factory=os.getcwd)  # where the spec's relative data paths point from
     cost: float = 1.0  # relative cost (the method's step cost): parallel executors start the costliest first
     init_from: str | None = None  # a warm start: the run directory whose best.pt this run starts from
+    keep: str | None = None  # where the finished run's small outputs go (runner.finish_run), or None
 
 
 def costliest_first(tasks: list[RunTask]) -> list[RunTask]:
@@ -63,7 +64,14 @@ def execute(task: RunTask, report=None) -> dict:
 
             require_gpu(spec, device, task.device, len(read_pairs(spec.data.train)[: spec.data.train_limit]))
         init_from = Path(task.init_from) if task.init_from else None
-        return run_one(spec, method, task.seed, Path(task.dir), device, init_from=init_from, **kwargs)
+        result = run_one(spec, method, task.seed, Path(task.dir), device, init_from=init_from, **kwargs)
+        if task.keep and "failed" not in result:
+            from ..runner import finish_run
+
+            if report is not None:
+                report(info="diagnosing and keeping its outputs")
+            finish_run(Path(task.dir), Path(task.keep), device)
+        return result
     finally:
         torch.set_num_threads(threads)
 
@@ -100,8 +108,9 @@ class StatusFile:
 class GridDisplay:
     """One rich progress view of a grid: a bar for the grid and one per run."""
 
-    def __init__(self, tasks: list[RunTask], console=None):
-        self.tasks = tasks
+    def __init__(self, tasks: list[RunTask], console=None, on_finished=None):
+        self.tasks = {t.index: t for t in tasks}  # by grid index (a grid may run only some of its tasks)
+        self.on_finished = on_finished  # called with (task, result) as each run ends
         self.progress = make_progress(console)
         self.grid = self.progress.add_task("grid", total=len(tasks), info="")
         self.bars: dict[int, int] = {}
@@ -140,6 +149,8 @@ class GridDisplay:
                 self.progress.update(self.bars[index], info=f"[red]failed: {result['failed'].get('reason', '')}")
         self.done += 1
         self.progress.update(self.grid, completed=self.done, info=f"{self.done}/{len(self.tasks)} runs")
+        if self.on_finished is not None:
+            self.on_finished(self.tasks[index], result)
 
 
 class Executor:
