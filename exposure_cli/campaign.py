@@ -1,0 +1,186 @@
+"""A campaign: one spec's grid run in blocks of seeds until its differences to baseline are known to
+a stated precision, a CPU budget is spent, or the test set cannot give that precision.
+
+The rule looks at interval widths only, never at a difference's sign or size, so that where the
+campaign stops cannot depend on what it finds: after each complete block of seeds, every method's
+difference to baseline on `goal.metric` at every beam has a 95% half-width from the seeds ×
+test-examples components (stats.py). The campaign stops when
+
+  - reached:     every half-width is ≤ goal.half_width;
+  - unreachable: some difference's floor (its half-width with infinitely many seeds, from the
+                 components measured so far) is ≥ goal.half_width: no number of seeds on this test
+                 set gets there;
+  - budget:      the kept runs have used goal.budget_hours CPU hours (wall seconds × torch threads
+                 of training, dev selection, test decoding and diagnostics);
+
+and otherwise runs the next block. Every run's small outputs and diagnostics go to KEEP as it
+finishes (runner.finish_run), optionally committed to git one run at a time, and a later campaign
+(here or on another machine with KEEP checked out) continues from KEEP: kept runs are never run
+again, and a block left half-done is finished before anything is decided. KEEP/campaign.json holds
+the state after each decision.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import fileio, rundir, stats
+from .errors import UserError
+from .runner import is_kept, rebuild_summary, run_spec
+from .rundir import run_path
+from .spec import Spec, method_label
+
+STATUS = "campaign.json"
+
+
+@dataclass
+class Goal:
+    half_width: float = 0.5  # the 95% half-width every difference to baseline should reach (×100 points)
+    metric: str = "rouge_l"
+    block: int = 5  # seeds added at a time (the first block also estimates the components)
+    budget_hours: float = 40.0  # CPU hours (wall × threads) after which no block starts
+
+
+def block_seeds(spec: Spec, goal: Goal, index: int) -> list[int]:
+    first = spec.train.seeds[0] if spec.train.seeds else 0
+    return list(range(first + index * goal.block, first + (index + 1) * goal.block))
+
+
+def kept_runs(spec: Spec, keep: Path, seeds: list[int]) -> int:
+    return sum(is_kept(run_path(keep, method_label(m), s)) for m in spec.methods for s in seeds)
+
+
+def next_block(spec: Spec, goal: Goal, keep: Path) -> int:
+    """The first block of seeds not wholly kept."""
+    b = 0
+    while kept_runs(spec, keep, block_seeds(spec, goal, b)) == len(spec.methods) * goal.block:
+        b += 1
+    return b
+
+
+def widths(summary: dict, goal: Goal) -> list[dict]:
+    """Per method and beam: the difference's current half-width, its floor and the seeds that would
+    reach goal.half_width (when the seed component is estimable). No difference itself."""
+    rows = []
+    for r in summary["rows"]:
+        d = r.get("vs_baseline", {}).get(goal.metric)
+        if d is None:
+            continue
+        c = d.get("components") or {}
+        row = {"method": r["method"], "beam": r["beam"], "seeds": c.get("seeds"), "half_width": (d["hi"] - d["lo"]) / 2}
+        if c.get("seed") is not None:
+            comp = stats.Components.from_record(c)
+            row["floor"] = stats.half_width_floor(comp)
+            row["seeds_needed"] = stats.seeds_for_half_width(comp, goal.half_width)
+        rows.append(row)
+    return rows
+
+
+def cpu_hours(keep: Path) -> float:
+    """CPU hours of the kept runs: (training + dev selection + test decoding + diagnostics) wall
+    seconds × the run's torch threads (1 when a run predates the threads record)."""
+    total = 0.0
+    for run in rundir.finished_runs(keep):
+        m = fileio.read_json(run / rundir.METRICS)
+        seconds = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
+        if (run / rundir.DIAGNOSTICS).exists():
+            seconds += float(fileio.read_json(run / rundir.DIAGNOSTICS).get("seconds") or 0)
+        total += seconds * int(m.get("threads") or 1)
+    return total / 3600
+
+
+def verdict(rows: list[dict], goal: Goal, hours: float) -> str | None:
+    """reached, unreachable, budget, or None (run another block); see the module docstring."""
+    if rows and all(r["half_width"] <= goal.half_width for r in rows):
+        return "reached"
+    if any(r.get("floor") is not None and r["floor"] >= goal.half_width for r in rows):
+        return "unreachable"
+    if hours >= goal.budget_hours:
+        return "budget"
+    return None
+
+
+class Committer:
+    """Commits each kept run (and the campaign's state) to the git work tree KEEP lies in, one run
+    at a time, so that a campaign stopped anywhere loses at most the run under way."""
+
+    def __init__(self, keep: Path):
+        keep.mkdir(parents=True, exist_ok=True)
+        top = self._git(["rev-parse", "--show-toplevel"], keep)
+        if top.returncode != 0:
+            raise UserError(f"--commit: {keep} is not inside a git work tree")
+        self.root = Path(top.stdout.strip())
+
+    @staticmethod
+    def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+    def commit(self, path: Path, message: str) -> None:
+        rel = str(Path(path).resolve().relative_to(self.root.resolve()))
+        self._git(["add", "--", rel], self.root)
+        if self._git(["diff", "--cached", "--quiet", "--", rel], self.root).returncode == 0:
+            return  # nothing new
+        done = self._git(["commit", "-q", "-m", message, "--", rel], self.root)
+        if done.returncode != 0:
+            print(f"warning: git commit of {rel} failed ({done.stderr.strip()}); the files are on disk")
+
+    def run_finished(self, task, result: dict) -> None:
+        if "failed" not in result and task.keep and is_kept(Path(task.keep)):
+            m = result
+            secs = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
+            self.commit(Path(task.keep), f"campaign: {task.label} seed {task.seed} kept ({m.get('epochs')} epochs, "
+                                         f"{secs / 60:.1f} min)")
+
+
+def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
+                 threads: int = 0, commit: bool = False, say=print, **executor_options) -> dict:
+    """Blocks of seeds until a verdict (module docstring); returns the final KEEP/campaign.json."""
+    if not any(method_label(m) == "baseline" for m in spec.methods) or len(spec.methods) < 2:
+        raise UserError("methods: a campaign needs baseline and at least one other method (it measures differences)")
+    committer = Committer(keep) if commit else None
+    while True:
+        b = next_block(spec, goal, keep)
+        started = kept_runs(spec, keep, block_seeds(spec, goal, b)) > 0  # a block left half-done: finish it first
+        status = state(spec, goal, keep, b)
+        if b > 0 and not started:
+            status["verdict"] = verdict(status["widths"], goal, status["cpu_hours"])
+        fileio.write_json(keep / STATUS, status)
+        if committer:
+            committer.commit(keep / STATUS, f"campaign: {b} block(s) of {goal.block} seeds done, "
+                                            f"{status['cpu_hours']:.1f} CPU hours, verdict {status.get('verdict')}")
+        say(describe(status, goal))
+        if status.get("verdict"):
+            return status
+        block = copy.deepcopy(spec)
+        block.train.seeds = block_seeds(spec, goal, b)
+        say(f"block {b + 1}: seeds {block.train.seeds[0]}-{block.train.seeds[-1]}")
+        summary = run_spec(block, out, device, console, executor, threads, keep=keep,
+                           on_finished=committer.run_finished if committer else None, **executor_options)
+        if summary.get("failed"):
+            status["verdict"] = "failed"
+            status["failed"] = summary["failed"]
+            fileio.write_json(keep / STATUS, status)
+            return status
+
+
+def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int) -> dict:
+    kept = any(keep.glob(f"*/seed*/{rundir.METRICS}"))
+    rows = widths(rebuild_summary(keep), goal) if kept else []
+    return {"goal": asdict(goal), "blocks_done": blocks_done,
+            "seeds": [s for b in range(blocks_done) for s in block_seeds(spec, goal, b)],
+            "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0, "widths": rows, "verdict": None}
+
+
+def describe(status: dict, goal: Goal) -> str:
+    lines = [f"{status['blocks_done']} block(s) done ({len(status['seeds'])} seeds), "
+             f"{status['cpu_hours']:.1f} of {goal.budget_hours:g} CPU hours"]
+    for r in status["widths"]:
+        extra = (f", floor {r['floor']:.2f}, seeds for ±{goal.half_width:g}: {r['seeds_needed'] or 'unreachable'}"
+                 if "floor" in r else "")
+        lines.append(f"  {r['method']} beam {r['beam']}: ±{r['half_width']:.2f} on {r['seeds']} seeds{extra}")
+    if status.get("verdict"):
+        lines.append(f"verdict: {status['verdict']}")
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""`exposure run --keep` (each run's small outputs and diagnostics kept as it finishes, kept runs never
+run again) and `exposure campaign` (blocks of seeds until the differences' half-widths reach a goal,
+resumable from the kept runs alone, committed run by run)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from exposure_cli import campaign as cp
+from exposure_cli import diagnose as dg
+from exposure_cli import train as train_mod
+from exposure_cli.errors import UserError
+from exposure_cli.runner import rebuild_summary, run_spec
+from exposure_cli.spec import load_spec
+from grids import exposure, write_grid
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture()
+def spec(tmp_path, one_thread):
+    return load_spec(str(write_grid(tmp_path, methods=("baseline", "random_replace"), seeds=(0, 1), epochs=1,
+                                    train=48, bf16=False)), [])
+
+
+def _count_runs(monkeypatch) -> list[tuple[str, int]]:
+    """Record every run that trains (prepare_run is where a run starts or resumes)."""
+    calls, real = [], train_mod.prepare_run
+
+    def counting(spec, method_spec, seed, *a, **k):
+        calls.append((method_spec.name, seed))
+        return real(spec, method_spec, seed, *a, **k)
+
+    monkeypatch.setattr(train_mod, "prepare_run", counting)
+    return calls
+
+
+def test_kept_runs_carry_their_diagnostics_and_are_never_run_again(tmp_path, spec, monkeypatch):
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    summary = run_spec(spec, out, CPU, keep=keep)
+    for m in ("baseline", "random_replace"):
+        for s in (0, 1):
+            run = keep / m / f"seed{s}"
+            assert {"metrics.json", "diagnostics.json", "spec.yaml", "train.jsonl", "predictions.beam2.tsv"} <= \
+                {p.name for p in run.iterdir()}
+            assert not any(p.suffix == ".pt" for p in run.iterdir())
+            # the recorded diagnostics are what a fresh measurement of the live run gives
+            live = dg.diagnose_run(dg.load_run_data(out / m / f"seed{s}", dg.Options(beams=(1, 2)), CPU),
+                                   dg.Options(beams=(1, 2)))
+            kept = dg.recorded_result(run)
+            for d, stats in live.ratios.items():
+                for k, r in stats.items():
+                    assert kept.ratios[d][k].num == pytest.approx(r.num, abs=1e-6)
+                    assert kept.ratios[d][k].den == pytest.approx(r.den, abs=1e-6)
+    # another machine: only the kept runs; nothing trains again, and the summary is the same
+    shutil.rmtree(out)
+    calls = _count_runs(monkeypatch)
+    again = run_spec(spec, tmp_path / "elsewhere", CPU, keep=keep)
+    assert calls == []
+    assert again["rows"] == summary["rows"]
+    # one kept run lost: that one run alone trains
+    shutil.rmtree(keep / "random_replace" / "seed1")
+    run_spec(spec, tmp_path / "elsewhere", CPU, keep=keep)
+    assert calls == [("random_replace", 1)]
+
+
+def test_diagnose_recorded_aggregates_kept_runs_as_the_live_ones(tmp_path, spec):
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    run_spec(spec, out, CPU, keep=keep)
+    live = exposure("diagnose", out, "--beams", "1,2", "--json", "--device", "cpu")
+    kept = exposure("diagnose", keep, "--recorded", "--json")
+    assert live.returncode == 0 and kept.returncode == 0, live.stderr + kept.stderr
+    a, b = json.loads(live.stdout), json.loads(kept.stdout)
+    for m in a["methods"]:
+        for d, stats in a["methods"][m]["values"].items():
+            for k, cell in stats.items():
+                assert b["methods"][m]["values"][d][k]["per_seed"] == pytest.approx(cell["per_seed"], abs=1e-5)
+    (keep / "baseline" / "seed0" / "diagnostics.json").unlink()
+    r = exposure("diagnose", keep, "--recorded")
+    assert r.returncode == 2 and "baseline/seed0: no diagnostics.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_kept_directory_mixes_seed_blocks_but_not_experiments(tmp_path, spec):
+    keep = tmp_path / "kept"
+    for seeds in ([0, 1], [2, 3]):
+        spec.train.seeds = seeds
+        run_spec(spec, tmp_path / "out", CPU, keep=keep)
+    summary = rebuild_summary(keep)
+    assert {r["n_seeds"] for r in summary["rows"]} == {4}
+    other = keep / "baseline" / "seed3" / "spec.yaml"
+    other.write_text(other.read_text(encoding="utf-8").replace("lr: 0.003", "lr: 0.004"), encoding="utf-8")
+    with pytest.raises(UserError, match="seed3/spec.yaml: a different experiment"):
+        rebuild_summary(keep)
+
+
+def test_verdict_looks_at_widths_floors_and_hours_only():
+    goal = cp.Goal(half_width=0.5, budget_hours=10)
+    rows = [{"half_width": 0.4, "floor": 0.3}, {"half_width": 0.5, "floor": 0.3}]
+    assert cp.verdict(rows, goal, 12.0) == "reached"
+    assert cp.verdict([*rows, {"half_width": 0.9, "floor": 0.3}], goal, 3.0) is None
+    assert cp.verdict([*rows, {"half_width": 0.9, "floor": 0.5}], goal, 3.0) == "unreachable"
+    assert cp.verdict([*rows, {"half_width": 0.9}], goal, 10.0) == "budget"
+
+
+def test_cpu_hours_are_wall_seconds_times_threads(tmp_path):
+    for name, secs, threads, diag in (("a", (3600, 360, 240), 2, 100.0), ("b", (1800, 0, 0), None, None)):
+        run = tmp_path / name / "seed0"
+        run.mkdir(parents=True)
+        m = dict(zip(("train_seconds", "dev_seconds", "eval_seconds"), secs), **({"threads": threads} if threads else {}))
+        (run / "metrics.json").write_text(json.dumps(m))
+        if diag:
+            (run / "diagnostics.json").write_text(json.dumps({"seconds": diag}))
+    assert cp.cpu_hours(tmp_path) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800) / 3600)
+
+
+def test_a_campaign_adds_blocks_until_a_verdict_resumes_from_kept_runs_and_commits_each(tmp_path, spec,
+                                                                                        monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    keep, goal = repo / "results" / "study", cp.Goal(block=2, budget_hours=100)
+    decisions = iter([None, "budget"])
+    seen = []
+
+    def scripted(rows, goal, hours):  # what the rule was shown: widths only, never a difference
+        seen.append(rows)
+        return next(decisions)
+
+    monkeypatch.setattr(cp, "verdict", scripted)
+    calls = _count_runs(monkeypatch)
+    status = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, commit=True, say=lambda _: None)
+    assert status["verdict"] == "budget" and status["seeds"] == [0, 1, 2, 3] and status["blocks_done"] == 2
+    assert sorted(set(calls)) == [(m, s) for m in ("baseline", "random_replace") for s in range(4)]
+    assert all(set(r) <= {"method", "beam", "seeds", "half_width", "floor", "seeds_needed"} for rows in seen
+               for r in rows) and {r["seeds"] for r in seen[0]} == {2}
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout.splitlines()
+    assert sum(s.startswith("campaign: baseline seed") for s in log) == 4 and len(log) == 1 + 8 + 3
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert json.loads((keep / "campaign.json").read_text())["verdict"] == "budget"
+
+    # another machine, with only the kept runs, a block left half-done: that block is finished
+    # before anything is decided, and no kept run trains again
+    shutil.rmtree(keep / "random_replace" / "seed3")
+    calls.clear()
+    decisions, seen[:] = iter(["reached"]), []
+    status = cp.run_campaign(spec, tmp_path / "elsewhere", keep, goal, CPU, commit=True, say=lambda _: None)
+    assert calls == [("random_replace", 3)] and len(seen) == 1 and status["verdict"] == "reached"
+
+
+def test_a_campaign_needs_a_baseline_and_a_git_tree_to_commit_to(tmp_path, spec):
+    spec.methods = spec.methods[1:]
+    with pytest.raises(UserError, match="needs baseline"):
+        cp.run_campaign(spec, tmp_path / "out", tmp_path / "k", cp.Goal(), CPU)
+    r = exposure("campaign", write_grid(tmp_path, methods=("baseline", "random_replace")), "--keep", tmp_path / "nogit", "--commit")
+    assert r.returncode == 2 and "not inside a git work tree" in r.stderr and "Traceback" not in r.stderr
