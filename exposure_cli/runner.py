@@ -157,6 +157,13 @@ def rebuild_summary(out_dir: Path) -> dict:
     """The summary of an output directory from its runs' metrics.json, spec.yaml and predictions
     alone (a directory written by `keep_small_outputs`, or a run directory whose summary.json is
     gone): the same function `run_spec` summarises with, so the intervals are today's code's."""
+    spec, results = grid_results(out_dir)
+    return report.summarize_grid(spec, out_dir, results)
+
+
+def grid_results(out_dir: Path) -> tuple[Spec, list[dict]]:
+    """The experiment's spec (from a run's spec.yaml) and, in the grid's order, each run's
+    metrics.json or its failure, read from an output directory or a directory of kept runs."""
     specs = sorted(out_dir.glob(f"*/seed*/{rundir.SPEC}"))
     if not specs:
         raise UserError(f"{out_dir}: no summary.json and no run inside (expected <method>/seed<k>/spec.yaml)")
@@ -175,4 +182,4 @@ def rebuild_summary(out_dir: Path) -> dict:
             results.append({"method": label, "seed": seed, "failed": fileio.read_json(run / rundir.FAILED)})
     if not results:
         raise UserError(f"{out_dir}: no finished run of {spec.name!r} inside")
-    return report.summarize_grid(spec, out_dir, results)
+    return spec, results
