@@ -248,3 +248,14 @@ def test_a_bad_source_is_one_line_and_exit_2(tmp_path, case):
     assert r.exit_code == 2, r.output
     assert r.output.count("\n") == 1 and str(path) in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_the_packaged_spec_runs_every_registered_method_at_its_defaults():
+    from exposure_cli.methods import METHODS
+    from exposure_cli.spec import load_spec, method_label
+
+    spec = load_spec(ROOT / "experiments" / "leaderboard.yaml")
+    assert {m.name for m in spec.methods} == set(METHODS.names()) and len(spec.methods) == 9
+    # a label carries only non-default parameters: every value written out is the method's default
+    assert [method_label(m) for m in spec.methods] == [m.name for m in spec.methods]
+    assert spec.methods[0].name == "baseline" and spec.train.seeds == [0, 1, 2] and spec.decode.beams == [1, 2, 3]
