@@ -63,6 +63,8 @@ def load_grid(source: Path) -> Grid:
     if not source.is_dir():
         raise UserError(f"{source}: not a directory (expected an output directory of `exposure run` or a "
                         "directory of kept runs of `exposure keep`)")
+    if not rundir.finished_runs(source):
+        raise UserError(f"{source}: no finished run (expected <method>/seed<k>/metrics.json and spec.yaml inside)")
     spec, results = grid_results(source)
     finished = [r for r in results if "failed" not in r]
     if not any(r["method"] == BASELINE for r in finished):
@@ -304,8 +306,8 @@ COST_NOTE = ("Training seconds per optimizer step relative to baseline's: metric
              "MRT and SCST fine-tune the same seed's baseline run (a warm start): *incl. warm start* adds that "
              "run's training seconds (metrics.json's warm_start record) to the method's own, per step of its own "
              "training, so it counts everything it took to get the model; for the other methods the two are equal. "
-             "Wall-clock seconds of runs sharing the machine (--jobs): differences within ±25% are noise "
-             "(docs/methods.md).")
+             "Wall-clock seconds of runs sharing the machine (--jobs): ratios move by ±0.25 between runs "
+             "(docs/methods.md); `exposure bench train` is the controlled measure.")
 DIAG_NOTE = ("From `exposure diagnose` (docs/diagnostics.md): the mean over the method's measured seeds with its 95% "
              "interval. Sensitivity to own errors: accuracy points lost per injected model-made error (the slope of "
              "the robustness drop over k); Δ: minus baseline's, paired by seed (* excludes 0). Search err %: "

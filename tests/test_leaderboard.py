@@ -259,3 +259,17 @@ def test_the_packaged_spec_runs_every_registered_method_at_its_defaults():
     # a label carries only non-default parameters: every value written out is the method's default
     assert [method_label(m) for m in spec.methods] == [m.name for m in spec.methods]
     assert spec.methods[0].name == "baseline" and spec.train.seeds == [0, 1, 2] and spec.decode.beams == [1, 2, 3]
+
+
+def test_a_method_that_failed_on_every_seed_keeps_a_row_that_says_so(tmp_path):
+    root = write_runs(tmp_path / "kept", diagnosed=())
+    for seed in SEEDS:
+        d = run_path(root, "gradient_penalty", seed)
+        (d / "metrics.json").unlink()
+        fileio.write_json(d / "failed.json", {"reason": "loss is nan"})
+    board = lb.build(lb.load_grid(root))
+    assert board["methods"][-1]["method"] == "gradient_penalty" and board["failed_runs"] == 3
+    row = next(r for r in lb.matrix(board).rows if r["method"] == "gradient_penalty")
+    assert row["d_rouge_l_b1"] == row["rank_rouge_l_b1"] == row["seeds"] == "failed"
+    assert row["step_cost"] == lb.NOT_RECORDED and row["sensitivity"] == lb.NOT_MEASURED
+    assert check_tables(lb.markdown(lb.matrix(board)), "failed") == 4
