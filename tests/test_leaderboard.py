@@ -273,3 +273,27 @@ def test_a_method_that_failed_on_every_seed_keeps_a_row_that_says_so(tmp_path):
     assert row["d_rouge_l_b1"] == row["rank_rouge_l_b1"] == row["seeds"] == "failed"
     assert row["step_cost"] == lb.NOT_RECORDED and row["sensitivity"] == lb.NOT_MEASURED
     assert check_tables(lb.markdown(lb.matrix(board)), "failed") == 4
+
+
+def test_the_make_pipeline_on_a_tiny_grid_counts_the_real_warm_start(tmp_path, one_thread):
+    """run → diagnose → keep → leaderboard, as `make leaderboard` chains them, on a tiny real grid
+    with MRT: the cost reads what a real run records (its train.jsonl steps, its warm_start)."""
+    from grids import write_grid
+
+    spec = write_grid(tmp_path, methods=("baseline", "mrt"), seeds=(0, 1), epochs=1, log_every=2, bf16=False)
+    out, kept = tmp_path / "runs", tmp_path / "kept"
+    for argv in (["run", spec, "--out", out, "--device", "cpu", "--threads", "1"],
+                 ["diagnose", out, "--device", "cpu", "--threads", "1", "--beams", "1,2"], ["keep", out, kept],
+                 ["leaderboard", kept, "--output-dir", tmp_path / "board", "--wall-seconds", "5"]):
+        r = CliRunner().invoke(app, [str(a) for a in argv])
+        assert r.exit_code == 0, (argv[0], r.output)
+    doc = json.loads((tmp_path / "board" / "leaderboard.json").read_text(encoding="utf-8"))
+    mrt, base = (next(e for e in doc["methods"] if e["method"] == m) for m in ("mrt", "baseline"))
+    own = [fileio.read_json(run_path(kept, m, s) / "metrics.json") for m in ("mrt", "baseline") for s in (0, 1)]
+    mrt_s, base_s = sum(o["train_seconds"] for o in own[:2]), sum(o["train_seconds"] for o in own[2:])
+    warm = sum(o["warm_start"]["train_seconds"] for o in own[:2])
+    assert warm == pytest.approx(base_s)  # each seed's warm start is that seed's baseline run
+    assert mrt["cost"]["steps"] == base["cost"]["steps"] == 6  # 96 examples / 16, one epoch, logged every 2
+    assert mrt["cost"]["step_cost_with_warm_start"] == pytest.approx((mrt_s + warm) / base_s)
+    assert mrt["diagnostics"] != lb.NOT_MEASURED and "sensitivity" in mrt["diagnostics"]
+    assert mrt["vs_baseline"]["rouge_l"]["2"] is not None
