@@ -118,16 +118,17 @@ def logged_steps(log: Path) -> int | None:
     steps), or None without one."""
     if not log.is_file():
         return None
-    steps = [entry["step"] for line in fileio.read_text(log, "training log").splitlines() if line.strip()
-             for entry in [_json_line(log, line)] if isinstance(entry, dict) and isinstance(entry.get("step"), int)]
-    return max(steps) if steps else None
-
-
-def _json_line(log: Path, line: str):
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{log}: a line is not JSON ({e.msg})") from None
+    last = None
+    for number, line in enumerate(fileio.read_text(log, "training log").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{log}:{number}: invalid JSON ({e.msg})") from None
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+            last = max(last or 0, entry["step"])
+    return last
 
 
 def _number(x) -> float | None:
@@ -163,13 +164,15 @@ def costs(grid: Grid) -> dict[str, dict]:
         seconds = sum(r["train_seconds"] + (r["warm_start_seconds"] if with_warm else 0.0) for r in rs)
         return seconds / sum(r["steps"] for r in rs)
 
+    def mean(rs, key):
+        return sum(r[key] for r in rs) / len(rs) if rs and all(r[key] is not None for r in rs) else None
+
     base = per_step(runs.get(BASELINE, []), False)
     out = {}
     for m, rs in runs.items():
         own, total = per_step(rs, False), per_step(rs, True)
-        mean = (lambda k: sum(r[k] for r in rs) / len(rs) if rs and all(r[k] is not None for r in rs) else None)
-        out[m] = {"runs": rs, "train_seconds": mean("train_seconds"), "steps": mean("steps"),
-                  "warm_start_seconds": mean("warm_start_seconds"),
+        out[m] = {"runs": rs, "train_seconds": mean(rs, "train_seconds"), "steps": mean(rs, "steps"),
+                  "warm_start_seconds": mean(rs, "warm_start_seconds"),
                   "step_cost": own / base if own is not None and base else None,
                   "step_cost_with_warm_start": total / base if total is not None and base else None}
     return out
@@ -348,8 +351,10 @@ def matrix(board: dict) -> Matrix:
                                      "–" if c["warm_start_seconds"] == 0 else c["warm_start_seconds"])
         for col, _, _, is_delta in diag_cols:
             v = e["diagnostics"]
-            row[col.key] = (NOT_MEASURED if v == NOT_MEASURED else "0 (reference)" if is_delta and e["method"] == BASELINE
-                            else v.get(col.key) or "")
+            if v == NOT_MEASURED:
+                row[col.key] = NOT_MEASURED
+            else:
+                row[col.key] = "0 (reference)" if is_delta and e["method"] == BASELINE else v.get(col.key) or ""
         rows.append(row)
     notes = {DELTA: DELTA_NOTE.replace("beam 1", f"beam {beams[0]}"), RANK: RANK_NOTE, COST: COST_NOTE,
              DIAG: DIAG_NOTE}

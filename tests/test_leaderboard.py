@@ -150,8 +150,10 @@ def test_separated_exactly_when_the_hand_built_interval_excludes_zero(kept, boar
 
 def test_rank_ranges_count_separated_pairs_only():
     labels = ["a", "b", "c", "d"]
-    pairs = [{"a": "a", "b": "b", "diff": 2.0, "separated": True}, {"a": "c", "b": "a", "diff": -1.0, "separated": True},
-             {"a": "b", "b": "c", "diff": 0.1, "separated": False}, {"a": "d", "b": "a", "diff": -5.0, "separated": False}]
+    pairs = [{"a": "a", "b": "b", "diff": 2.0, "separated": True},
+             {"a": "c", "b": "a", "diff": -1.0, "separated": True},
+             {"a": "b", "b": "c", "diff": 0.1, "separated": False},
+             {"a": "d", "b": "a", "diff": -5.0, "separated": False}]
     # a is above b and c; nothing is separated above a; d is separated from nothing
     assert lb.rank_ranges(labels, pairs) == {"a": (1, 2), "b": (2, 4), "c": (2, 4), "d": (1, 4)}
 
