@@ -309,8 +309,8 @@ COST_NOTE = ("Training seconds per optimizer step relative to baseline's: metric
              "MRT and SCST fine-tune the same seed's baseline run (a warm start): *incl. warm start* adds that "
              "run's training seconds (metrics.json's warm_start record) to the method's own, per step of its own "
              "training, so it counts everything it took to get the model; for the other methods the two are equal. "
-             "Wall-clock seconds of runs sharing the machine (--jobs): ratios move by ±0.25 between runs "
-             "(docs/methods.md); `exposure bench train` is the controlled measure.")
+             "Wall-clock seconds of runs sharing the machine (--jobs): what this grid cost, noisy (the seeds of one "
+             "method can differ 2×, docs/methods.md); `exposure bench train` is the controlled measure of a step.")
 DIAG_NOTE = ("From `exposure diagnose` (docs/diagnostics.md): the mean over the method's measured seeds with its 95% "
              "interval. Sensitivity to own errors: accuracy points lost per injected model-made error (the slope of "
              "the robustness drop over k); Δ: minus baseline's, paired by seed (* excludes 0). Search err %: "
@@ -327,7 +327,7 @@ def matrix(board: dict) -> Matrix:
     cols += [Col(f"rank_{m}_b{b}", f"{HEADERS[m]} b{b}", "text", RANK) for m in METRICS for b in beams]
     cols += [Col("step_cost", "step cost", "number", COST),
              Col("step_cost_with_warm_start", "step cost incl. warm start", "number", COST),
-             Col("steps", "steps / run", "number", COST), Col("train_seconds", "train s / run", "number", COST),
+             Col("steps", "steps / run", "int", COST), Col("train_seconds", "train s / run", "number", COST),
              Col("warm_start_seconds", "warm start s / run", "number", COST)]
     opts = board["diagnostics_options"]
     from .diagnose import options_from_record
@@ -347,6 +347,8 @@ def matrix(board: dict) -> Matrix:
         c = e["cost"]
         for k in ("step_cost", "step_cost_with_warm_start", "steps", "train_seconds"):
             row[k] = NOT_RECORDED if c[k] is None else c[k]
+        if c["steps"] is not None:
+            row["steps"] = f"{c['steps']:g}"  # the seeds' mean: whole when they logged alike
         row["warm_start_seconds"] = (NOT_RECORDED if c["warm_start_seconds"] is None else
                                      "–" if c["warm_start_seconds"] == 0 else c["warm_start_seconds"])
         for col, _, _, is_delta in diag_cols:
@@ -363,7 +365,7 @@ def matrix(board: dict) -> Matrix:
 
 def grid_text(board: dict) -> str:
     """The grid's facts under the tables: seeds, runs, test examples, time."""
-    wall = (f"{_hours(board['wall_seconds'])} (the `exposure run` of the grid, as `make leaderboard` timed it)"
+    wall = (f"{_hours(board['wall_seconds'])} (--wall-seconds: `make leaderboard` sums its `exposure run` sessions)"
             if board["wall_seconds"] is not None else "not given (--wall-seconds)")
     return (f"Grid: `{board['name']}` from `{board['source']}`, seeds {', '.join(map(str, board['seeds']))}, beams "
             f"{', '.join(map(str, board['beams']))}, {board['test_examples']} test examples; {board['runs']} finished "
