@@ -28,13 +28,15 @@ HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bl
 # ------------------------------------------------------------------------------ summary
 
 
-def summarize_grid(spec: Spec, out_dir: Path, results: list[dict]) -> dict:
+def summarize_grid(spec: Spec, out_dir: Path, results: list[dict], per_example: dict | None = None) -> dict:
     """The grid's summary.json from its runs' results (metrics.json or a failure) and, for the
-    intervals, the per-example scores of their predictions files."""
+    intervals, the per-example scores of their predictions files (`per_example_scores`, read here
+    unless the caller has them already)."""
     finished = [r for r in results if "failed" not in r]
     failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
     summary = summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams, failed)
-    per_example = per_example_scores(out_dir, spec, finished)
+    if per_example is None:
+        per_example = per_example_scores(out_dir, spec, finished)
     add_cell_intervals(summary, per_example)
     add_differences(summary, per_example)
     summary["runs"] = [run_record(r) for r in results]
@@ -130,20 +132,31 @@ def add_differences(summary: dict, per_example: dict, baseline: str = "baseline"
     `per_example` maps (method, beam, seed) → {metric: per-example scores in [0, 1]}.
     """
     for row in summary["rows"]:
-        method, beam = row["method"], row["beam"]
-        if method == baseline:
+        if row["method"] == baseline:
             continue
-        seeds = sorted(s for (m, b, s) in per_example if m == method and b == beam
-                       and (baseline, beam, s) in per_example)
-        if not seeds or len(per_example[(method, beam, seeds[0])][METRICS[0]]) < 2:
-            continue  # one test example: no spread over examples to build an interval from
-        row["vs_baseline"] = {}
-        for m in METRICS:
-            d = stats.difference(_seed_matrix(per_example, method, beam, m, seeds),
-                                 _seed_matrix(per_example, baseline, beam, m, seeds))
-            row["vs_baseline"][m] = _rounded({k: d[k] for k in ("diff", "lo", "hi", "significant", "mde", "df",
-                                                                 "example_only", "components")})
+        diffs = {m: paired_difference(per_example, row["method"], baseline, row["beam"], m) for m in METRICS}
+        if diffs[METRICS[0]] is not None:
+            row["vs_baseline"] = diffs
     return summary
+
+
+def paired_seeds(per_example: dict, method: str, other: str, beam: int) -> list[int]:
+    """The seeds both methods have at this beam, sorted: the rows a paired difference pairs."""
+    return sorted(s for (m, b, s) in per_example if m == method and b == beam and (other, beam, s) in per_example)
+
+
+def paired_difference(per_example: dict, method: str, other: str, beam: int, metric: str) -> dict | None:
+    """`method` minus `other` at one beam, ×100, paired seed by seed over the seeds both have, with
+    its 95% interval from the seeds × examples variance components (stats.difference) and
+    `significant` when it excludes 0 on more than one seed; None without a seed in common or with
+    one test example (no spread over examples to build an interval from). The difference to
+    baseline of every table, and the leaderboard's comparison of any two methods."""
+    seeds = paired_seeds(per_example, method, other, beam)
+    if not seeds or len(per_example[(method, beam, seeds[0])][metric]) < 2:
+        return None
+    d = stats.difference(_seed_matrix(per_example, method, beam, metric, seeds),
+                         _seed_matrix(per_example, other, beam, metric, seeds))
+    return _rounded({k: d[k] for k in ("diff", "lo", "hi", "significant", "mde", "df", "example_only", "components")})
 
 
 def add_cell_intervals(summary: dict, per_example: dict) -> dict:

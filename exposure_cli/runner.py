@@ -195,7 +195,14 @@ def finish_run(run: Path, target: Path, device: torch.device | str = "cpu") -> N
 def rebuild_summary(out_dir: Path) -> dict:
     """The summary of an output directory from its runs' metrics.json, spec.yaml and predictions
     alone (a directory written by `keep_small_outputs`, or a run directory whose summary.json is
-    gone): the same function `run_spec` summarises with, so the intervals are today's code's. The
+    gone): the same function `run_spec` summarises with, so the intervals are today's code's."""
+    spec, results = grid_results(out_dir)
+    return report.summarize_grid(spec, out_dir, results)
+
+
+def grid_results(out_dir: Path) -> tuple[Spec, list[dict]]:
+    """The experiment's spec (from the runs' spec.yaml) and, in the grid's order, each run's
+    metrics.json or its failure, read from an output directory or a directory of kept runs. The
     seeds are every seed found (a campaign keeps its blocks of seeds side by side); the runs must
     share one experiment otherwise."""
     specs = sorted(out_dir.glob(f"*/seed*/{rundir.SPEC}"))
@@ -225,4 +232,4 @@ def rebuild_summary(out_dir: Path) -> dict:
             results.append({"method": label, "seed": seed, "failed": fileio.read_json(run / rundir.FAILED)})
     if not results:
         raise UserError(f"{out_dir}: no finished run of {spec.name!r} inside")
-    return report.summarize_grid(spec, out_dir, results)
+    return spec, results

@@ -263,6 +263,14 @@ CASES = [
     ("power-effect", ["power", "{tmp}", "--effect", "-1"], "Invalid value for '--effect'", None),
     ("keep-missing", ["keep", "{tmp}/none", "{out}"], "none: not a directory (expected an output directory", None),
     ("keep-no-run", ["keep", "{tmp}", "{out}"], ": no finished run (expected <method>/seed<k>/metrics.json inside)", None),
+    # leaderboard (tests/test_leaderboard.py: a grid without a baseline run)
+    ("leaderboard-missing", ["leaderboard", "{tmp}/none", "--output-dir", "{out}"], "none: not a directory (expected an "
+     "output directory of `exposure run`", None),
+    ("leaderboard-file", ["leaderboard", "{summary}", "--output-dir", "{out}"], "s.json: not a directory", summary("{}")),
+    ("leaderboard-empty", ["leaderboard", "{tmp}", "--output-dir", "{out}"], ": no finished run (expected "
+     "<method>/seed<k>/metrics.json", None),
+    ("leaderboard-name", ["leaderboard", "{tmp}", "--name", "a/b"], "--name 'a/b': expected a file name", None),
+    ("leaderboard-wall", ["leaderboard", "{tmp}", "--wall-seconds", "-1"], "Invalid value for '--wall-seconds'", None),
 ]
 
 FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json", "model.safetensors")

@@ -104,8 +104,7 @@ def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
     options = {json.dumps(r.record["options"], sort_keys=True) for r in results}
     if len(options) != 1:
         raise UserError(f"{out_dir}: the runs were diagnosed with different options ({len(options)} sets)")
-    o = results[0].record["options"]
-    opts = dg.Options(**{**o, "beams": tuple(o["beams"]), "errors": tuple(o["errors"])})
+    opts = dg.options_from_record(results[0].record["options"])
     agg = dg.aggregate(results, opts)
     mxs = dg.write_report(out_dir, agg, opts)
     if as_json:

@@ -34,7 +34,7 @@ from .base import (CHECK_EXAMPLES, DIAGNOSTICS, KINDS, SPLITS, WINDOWS, Column, 
                    check_options, diagnostics, linearise, mean_where, share)
 from .beam_curse import BeamCurse, curse_stats
 from .plots import PLOTS, write_plots
-from .record import RunResult, diagnose_run, recorded_result, write_run_record
+from .record import RunResult, diagnose_run, options_from_record, read_run_record, recorded_result, write_run_record
 from .robustness import Robustness, _inject, injection_plan, slope
 from .runs import RunData, finished_runs, load_run_data, read_hypotheses
 from .scoring import Context, TokenScores, _pair, reference_targets, score_targets, special_ids

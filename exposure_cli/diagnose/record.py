@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import fileio, rundir
+from ..errors import UserError
 from ..spec import method_label
 from .base import Options, Ratio, diagnostics
 from .runs import RunData
@@ -58,22 +59,12 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
 
 
 def recorded_result(run_dir: Path) -> RunResult:
-    """A run's diagnostics as `diagnose_run` returned them, from its diagnostics.json alone (a kept
-    run, no checkpoint): the per-example ratios and the run-level values it recorded."""
-    from ..errors import UserError
+    """A kept run's diagnostics as `diagnose_run` returned them, from its diagnostics.json alone (no
+    checkpoint), with its spec's method order."""
     from ..generate import load_run_spec
 
-    path = run_dir / rundir.DIAGNOSTICS
-    try:
-        record = json.loads(fileio.read_text(path))
-        ratios = {d: {k: Ratio(np.asarray(v["num"], dtype=np.float64),
-                               np.asarray(v["den"], dtype=np.float64) if "den" in v else np.ones(len(v["num"])))
-                      for k, v in stats.items()} for d, stats in record["per_example"].items()}
-        values = {d: {k: math.nan if x is None else float(x) for k, x in v.items()} for d, v in record["values"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a run's diagnostics ({e.__class__.__name__}: {e})") from None
     methods = [method_label(m) for m in load_run_spec(run_dir)[0].methods] if (run_dir / rundir.SPEC).exists() else []
-    return RunResult(record["method"], record["seed"], run_dir, ratios, values, record, methods)
+    return read_run_record(run_dir / rundir.DIAGNOSTICS, methods)
 
 
 def write_run_record(path: Path, record: dict) -> None:
@@ -95,3 +86,30 @@ def _options_record(opts: Options) -> dict:
     d = asdict(opts)
     d["beams"], d["errors"] = list(opts.beams), list(opts.errors)
     return d
+
+
+def options_from_record(d: dict) -> Options:
+    """The Options a run's diagnostics.json (or the comparison's) was measured with; keys that
+    older versions wrote and this one no longer has (n_resamples) are left out."""
+    o = {k: v for k, v in d.items() if k in Options.__dataclass_fields__}
+    return Options(**{**o, "beams": tuple(o.get("beams", ())), "errors": tuple(o.get("errors", ()))})
+
+
+def read_run_record(path: Path, spec_methods: list[str] | None = None) -> RunResult:
+    """A run diagnosed earlier, back from the diagnostics.json `diagnose_run` wrote (its per-example
+    ratios at the 6 digits kept), so that `aggregate` compares kept runs without their checkpoints."""
+    rec = fileio.read_json(path, "diagnostics file")
+    if not isinstance(rec, dict) or not {"method", "seed", "options", "values", "per_example"} <= rec.keys():
+        raise UserError(f"{path}: expected a run's diagnostics.json (method, seed, options, values, per_example)")
+    names = [d.name for d in diagnostics(options_from_record(rec["options"]))]
+    missing = [n for n in names if n not in rec["per_example"] or n not in rec["values"]]
+    if missing:
+        raise UserError(f"{path}: per_example.{missing[0]}: missing (measured by an older `exposure diagnose`?)")
+    try:
+        ratios = {d: {k: Ratio(np.asarray(r["num"], dtype=np.float64),
+                               np.asarray(r["den"], dtype=np.float64) if "den" in r else np.ones(len(r["num"])))
+                      for k, r in rec["per_example"][d].items()} for d in names}
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: per_example: expected {{statistic: {{num: [...], den: [...]}}}}") from None
+    values = {d: {k: math.nan if x is None else float(x) for k, x in rec["values"][d].items()} for d in names}
+    return RunResult(str(rec["method"]), int(rec["seed"]), path.parent, ratios, values, rec, spec_methods or [])
