@@ -21,7 +21,7 @@ PAPER    ?= runs/paper
 BOARD    ?= runs/leaderboard
 DEVICE   ?= auto
 
-.PHONY: install demo test data smoke csl lcsts reproduce-cpu cpu-tables leaderboard reproduce torture gpu-check clean
+.PHONY: install demo test data smoke csl lcsts reproduce-cpu cpu-tables leaderboard study-cpu study-tables reproduce torture gpu-check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -73,19 +73,40 @@ cpu-tables: install
 	done
 
 # Issue 23's leaderboard: every registered method (experiments/leaderboard.yaml) × 3 seeds × beams
-# 1-3, MRT and SCST fine-tuning each seed's baseline. `exposure diagnose` measures every run while
-# its checkpoint exists (it writes each run's diagnostics.json, which `exposure keep` keeps), the
-# small outputs go to results/leaderboard-runs/, and `exposure leaderboard` writes
-# results/leaderboard.{md,json,png} from there. The runs record only their own seconds, so the
+# 1-3, MRT and SCST fine-tuning each seed's baseline. `exposure run --keep` diagnoses every run while
+# its checkpoint exists and keeps its small outputs in results/leaderboard-runs/ as it finishes (a
+# rerun, also elsewhere, goes on from there), and `exposure leaderboard` writes
+# results/leaderboard.{md,json,png} from them. The runs record only their own seconds, so the
 # grid's wall time is measured here: each `exposure run` invocation's seconds are appended to
 # $(BOARD).wall (a resumed grid adds its sessions) and their sum is passed on.
 leaderboard: install data
-	mkdir -p $(BOARD); s=$$(date +%s); $(EXPOSURE) run leaderboard.yaml --out $(BOARD) --jobs $(JOBS); rc=$$?; \
-	  echo $$(( $$(date +%s) - s )) >> $(BOARD).wall; exit $$rc
-	$(EXPOSURE) diagnose $(BOARD)
-	$(EXPOSURE) keep $(BOARD) results/leaderboard-runs
+	mkdir -p $(BOARD); s=$$(date +%s); $(EXPOSURE) run leaderboard.yaml --out $(BOARD) --jobs $(JOBS) \
+	  --keep results/leaderboard-runs; rc=$$?; echo $$(( $$(date +%s) - s )) >> $(BOARD).wall; exit $$rc
 	$(EXPOSURE) leaderboard results/leaderboard-runs --output-dir results --name leaderboard \
 	  --wall-seconds $$(awk '{s += $$1} END {print s}' $(BOARD).wall)
+
+# The testbed campaign (issue 22; docs/cpu-profile.md, docs/results.md): CSL in the study's training
+# regime (experiments/study-cpu.yaml), baseline, random replacement (both pools) and the gradient
+# penalty (both scopes), in blocks of 5 seeds until every Rouge-L difference to baseline is known to
+# ±0.5 at beams 1-3, its floor says it cannot be, or 40 CPU hours are spent. Many hours: it commits
+# each finished run's small outputs and diagnostics to results/study-cpu/ as it goes (STUDY_COMMIT=
+# to not commit), and rerunning it (here or on another machine with results/ checked out) goes on
+# from there.
+STUDY        ?= runs/study-cpu
+STUDY_COMMIT ?= --commit
+study-cpu: install data
+	$(EXPOSURE) campaign study-cpu.yaml --out $(STUDY) --keep results/study-cpu --jobs $(JOBS) \
+	  --half-width 0.5 --block 5 --budget-hours 40 $(STUDY_COMMIT)
+	$(MAKE) study-tables
+
+# results/study-cpu.{json,md}, its plots and its diagnostics' aggregate, from the kept runs alone.
+study-tables: install
+	$(EXPOSURE) table results/study-cpu --runs --format json --output results/study-cpu.json
+	$(EXPOSURE) table results/study-cpu --runs --output results/study-cpu.md
+	$(EXPOSURE) table results/study-cpu --paper csl >> results/study-cpu.md
+	$(EXPOSURE) plot results/study-cpu --paper csl --out results/plots/study-cpu
+	$(EXPOSURE) diagnose results/study-cpu --recorded > /dev/null
+	$(EXPOSURE) power results/study-cpu --effect 0.5 --json results/study-cpu-power.json > /dev/null
 
 # The study's own experiments (experiments/paper/: pretrained Chinese BERT-base, 20 epochs, the five
 # method rows, 2 seeds): needs EXPOSURE_BERT and a CUDA GPU (the spec stops at once without them).
