@@ -21,7 +21,7 @@ PAPER    ?= runs/paper
 BOARD    ?= runs/leaderboard
 DEVICE   ?= auto
 
-.PHONY: install demo test data smoke csl lcsts reproduce-cpu cpu-tables leaderboard study-cpu study-tables reproduce torture gpu-check clean
+.PHONY: install demo test data smoke csl lcsts reproduce-cpu cpu-tables leaderboard study-cpu study-tables screen-cpu reproduce torture gpu-check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -98,6 +98,20 @@ study-cpu: install data
 	$(EXPOSURE) campaign study-cpu.yaml --out $(STUDY) --keep results/study-cpu --jobs $(JOBS) \
 	  --half-width 0.5 --block 5 --budget-hours 40 $(STUDY_COMMIT)
 	$(MAKE) study-tables
+
+# The ablation screen on the testbed profile (issue 22): one difference from the study toggled at a
+# time — label smoothing back on, the copy pointer's continuation/coverage terms off, the short
+# schedule that stops while still improving (csl.yaml's 3 epochs) — for baseline, random replacement
+# and the gradient penalty as the article describes them, 3 seeds each; every run kept (with its
+# diagnostics) in results/screen-cpu/<toggle>/ as it finishes. The untoggled arm is the campaign's.
+SCREEN_METHODS := --set 'methods=[baseline, random_replace, gradient_penalty]' --set 'train.seeds=[0, 1, 2]'
+screen-cpu: install data
+	$(EXPOSURE) run study-cpu.yaml $(SCREEN_METHODS) --set train.label_smoothing=0.1 \
+	  --out runs/screen-cpu/label-smoothing --keep results/screen-cpu/label-smoothing --jobs $(JOBS)
+	$(EXPOSURE) run study-cpu.yaml $(SCREEN_METHODS) --set model.copy_continuation=0 --set model.copy_coverage=false \
+	  --out runs/screen-cpu/no-copy-terms --keep results/screen-cpu/no-copy-terms --jobs $(JOBS)
+	$(EXPOSURE) run study-cpu.yaml $(SCREEN_METHODS) --set train.epochs=3 --set train.patience=null \
+	  --out runs/screen-cpu/short-schedule --keep results/screen-cpu/short-schedule --jobs $(JOBS)
 
 # results/study-cpu.{json,md}, its plots and its diagnostics' aggregate, from the kept runs alone.
 study-tables: install
