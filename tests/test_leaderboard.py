@@ -299,3 +299,16 @@ def test_the_make_pipeline_on_a_tiny_grid_counts_the_real_warm_start(tmp_path, o
     assert mrt["cost"]["step_cost_with_warm_start"] == pytest.approx((mrt_s + warm) / base_s)
     assert mrt["diagnostics"] != lb.NOT_MEASURED and "sensitivity" in mrt["diagnostics"]
     assert mrt["vs_baseline"]["rouge_l"]["2"] is not None
+
+
+def test_the_leaderboard_runs_on_the_testbed_profile():
+    """leaderboard.yaml repeats study-cpu.yaml's model and training (a spec has no includes): they
+    must not drift apart."""
+    from dataclasses import asdict
+
+    from exposure_cli.spec import load_spec
+
+    board, testbed = load_spec("experiments/leaderboard.yaml"), load_spec("experiments/study-cpu.yaml")
+    assert asdict(board.model) == asdict(testbed.model)
+    assert {**asdict(board.train), "seeds": None} == {**asdict(testbed.train), "seeds": None}
+    assert (board.data, board.decode, board.score) == (testbed.data, testbed.decode, testbed.score)
