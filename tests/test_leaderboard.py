@@ -306,9 +306,12 @@ def test_the_leaderboard_runs_on_the_testbed_profile():
     must not drift apart."""
     from dataclasses import asdict
 
+    from pathlib import Path
+
     from exposure_cli.spec import load_spec
 
-    board, testbed = load_spec("experiments/leaderboard.yaml"), load_spec("experiments/study-cpu.yaml")
+    specs = Path(__file__).resolve().parents[1] / "experiments"
+    board, testbed = load_spec(specs / "leaderboard.yaml"), load_spec(specs / "study-cpu.yaml")
     assert asdict(board.model) == asdict(testbed.model)
     assert {**asdict(board.train), "seeds": None} == {**asdict(testbed.train), "seeds": None}
     assert (board.data, board.decode, board.score) == (testbed.data, testbed.decode, testbed.score)
