@@ -129,10 +129,12 @@ class Committer:
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
-            m = result
-            secs = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
-            self.commit(Path(task.keep), f"campaign: {task.label} seed {task.seed} kept ({m.get('epochs')} epochs, "
-                                         f"{secs / 60:.1f} min)")
+            self.commit(Path(task.keep), f"campaign: {task.label} seed {task.seed} kept ({finished_line(result)})")
+
+
+def finished_line(m: dict) -> str:
+    secs = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
+    return f"{m.get('epochs')} epochs, best {m.get('best_epoch')}, {secs / 60:.1f} min"
 
 
 def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
@@ -141,6 +143,13 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
     if not any(method_label(m) == "baseline" for m in spec.methods) or len(spec.methods) < 2:
         raise UserError("methods: a campaign needs baseline and at least one other method (it measures differences)")
     committer = Committer(keep) if commit else None
+
+    def finished(task, result: dict) -> None:  # a line per run in the log (the progress bars need a terminal)
+        say(f"  {task.label} seed {task.seed}: " + (f"failed ({result['failed'].get('reason')})" if "failed" in result
+                                                     else f"kept ({finished_line(result)})"))
+        if committer:
+            committer.run_finished(task, result)
+
     while True:
         b = next_block(spec, goal, keep)
         started = kept_runs(spec, keep, block_seeds(spec, goal, b)) > 0  # a block left half-done: finish it first
@@ -157,8 +166,8 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
         block = copy.deepcopy(spec)
         block.train.seeds = block_seeds(spec, goal, b)
         say(f"block {b + 1}: seeds {block.train.seeds[0]}-{block.train.seeds[-1]}")
-        summary = run_spec(block, out, device, console, executor, threads, keep=keep,
-                           on_finished=committer.run_finished if committer else None, **executor_options)
+        summary = run_spec(block, out, device, console, executor, threads, keep=keep, on_finished=finished,
+                           **executor_options)
         if summary.get("failed"):
             status["verdict"] = "failed"
             status["failed"] = summary["failed"]
