@@ -112,6 +112,8 @@ screen-cpu: install data
 	  --out runs/screen-cpu/no-copy-terms --keep results/screen-cpu/no-copy-terms --jobs $(JOBS)
 	$(EXPOSURE) run study-cpu.yaml $(SCREEN_METHODS) --set train.epochs=3 --set train.patience=null \
 	  --out runs/screen-cpu/short-schedule --keep results/screen-cpu/short-schedule --jobs $(JOBS)
+	$(EXPOSURE) screen results/study-cpu $(foreach t,label-smoothing no-copy-terms short-schedule,$(t)=results/screen-cpu/$(t)) \
+	  --output results/screen-cpu.md
 
 # results/study-cpu.{json,md}, its plots and its diagnostics' aggregate, from the kept runs alone.
 study-tables: install
