@@ -339,7 +339,8 @@ class UniLMStep:
         CPU's caches, where the whole batch's would not. Without a copy head nothing reads the last
         layer's output at source positions other than [SEP], so it is computed there only (`rows`).
         Both give the same numbers as one call over the batch, bit for bit, because every matrix
-        product keeps at least MIN_ROWS rows (see there)."""
+        product keeps at least MIN_ROWS rows (see there); in training mode the dropout masks are
+        drawn chunk by chunk, so they differ from one call's (the same distribution)."""
         m, (E, S) = self.model, ids.shape
         sep = (self.src_len - 1)[:, None]
         chunks = max(1, min(-(-E * S // ENCODE_ROWS), E // MIN_ROWS))
