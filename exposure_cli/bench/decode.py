@@ -52,7 +52,8 @@ def decode_flops(model, prompts, beam: int, max_len: int, batch_size: int) -> in
 def matmul_peak(cfg: ModelConfig, rows: int, repeat: int = 5) -> float:
     """Best GFLOP/s of fp32 products (with bias, as nn.Linear) of the decoder's shapes at the current thread count."""
     best = 0.0
-    for m, k, n in [(ENCODE_ROWS, cfg.hidden, cfg.ffn), (ENCODE_ROWS, cfg.ffn, cfg.hidden), (rows, cfg.hidden, cfg.vocab_size)]:
+    shapes = [(ENCODE_ROWS, cfg.hidden, cfg.ffn), (ENCODE_ROWS, cfg.ffn, cfg.hidden), (rows, cfg.hidden, cfg.vocab_size)]
+    for m, k, n in shapes:
         x, w, b = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
         F.linear(x, w, b)  # warm-up
         for _ in range(repeat):

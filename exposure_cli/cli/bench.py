@@ -88,9 +88,9 @@ def bench_decode(
         table.add_row(f"transformers {r['hf_version']} generate", f"{r['hf_samples_per_s']:.2f}",
                       f"{r['hf_tokens_per_sample']:.1f}", f"{r['ratio_vs_hf']:.1f}")
     console.print(table)
-    console.print(f"ours: {r['ours_flops_per_sample'] / 1e9:.2f} GFLOP (matmul) per sample, {r['ours_gflops']:.1f} GFLOP/s "
-                  f"= {r['share_of_peak']:.0%} of the same-thread matmul peak ({r['matmul_peak_gflops']:.1f} GFLOP/s)",
-                  highlight=False)
+    console.print(f"ours: {r['ours_flops_per_sample'] / 1e9:.2f} GFLOP (matmul) per sample, "
+                  f"{r['ours_gflops']:.1f} GFLOP/s = {r['share_of_peak']:.0%} of the same-thread matmul peak "
+                  f"({r['matmul_peak_gflops']:.1f} GFLOP/s)", highlight=False)
 
 
 @bench_app.command("train")
