@@ -49,10 +49,15 @@ from typing import Callable
 
 import torch
 
+from .model import take_rows
 from .registry import Registry
 from .tokenizers import Tokenizer
 
 LOG_EPS = 1e-12
+ENCODE_ROWS = 1024  # source positions encoded per chunk (UniLMStep._encode)
+# MKL's sgemm takes another path below 4 rows, which rounds differently: the encoder never splits
+# a product into pieces that small, so its numbers stay those of one call over the whole batch.
+MIN_ROWS = 4
 
 
 @dataclass
@@ -139,22 +144,18 @@ def beam_search(step: Callable[[StepState], torch.Tensor], n_examples: int, beam
             break
         K = max(len(exs[i].live) for i in live_ids)
         E = len(live_ids)
-        valid = torch.zeros(E, K, dtype=torch.bool)
-        last = torch.zeros(E, K, dtype=torch.long)
-        parents = torch.zeros(E, K, dtype=torch.long)
-        scores = torch.full((E, K), -math.inf, dtype=torch.float32)
-        prefixes = []
-        for r, i in enumerate(live_ids):
-            live = exs[i].live
-            n = len(live)
-            valid[r, :n] = True
-            scores[r, :n] = torch.tensor([s for _, s in live], dtype=torch.float32)
-            if t > 0:
-                last[r, :n] = torch.tensor([p[-1] for p, _ in live])
-                parents[r, :n] = torch.tensor(parents_rows[r])
-            prefixes.append([p for p, _ in live])
-        state = StepState(t, list(live_ids), keep, parents if t > 0 else None, last if t > 0 else None, valid,
-                          prefixes)
+        lives = [exs[i].live for i in live_ids]
+
+        def rows(values, fill):  # one (E, K) tensor from per-example lists, padded to K slots
+            return torch.tensor([v + [fill] * (K - len(v)) for v in values])
+
+        # One tensor per field for the batch: building them row by row cost a copy per example.
+        valid = rows([[True] * len(live) for live in lives], False)
+        scores = rows([[s for _, s in live] for live in lives], -math.inf).float()
+        last = rows([[p[-1] for p, _ in live] for live in lives], 0) if t > 0 else None
+        parents = rows(parents_rows, 0) if t > 0 else None
+        prefixes = [[p for p, _ in live] for live in lives]
+        state = StepState(t, list(live_ids), keep, parents, last, valid, prefixes)
         logp = step(state).float()
         scores = scores.to(logp.device)  # the bookkeeping is built on the host, the model's step may be on a GPU
         V = logp.shape[-1]
@@ -315,7 +316,8 @@ def log_probs(model, hidden: torch.Tensor, memory=None, history=None) -> torch.T
     p is the model's next-token distribution (`UniLM.log_probs`: the MLM head's softmax, mixed
     with the copy pointer over the source when the model has one).
     """
-    return torch.log(model.log_probs(hidden, memory, history).float().exp() + LOG_EPS)
+    logp = model.log_probs(hidden, memory, history).float()  # a new tensor: the ops below may work in place
+    return logp.exp_().add_(LOG_EPS).log_()
 
 
 class UniLMStep:
@@ -328,6 +330,47 @@ class UniLMStep:
         self.new_columns = new_columns
         self.caches: list[dict] | None = None
 
+    def _encode(self, ids: torch.Tensor, pad: torch.Tensor):
+        """Encode the right-padded sources (E, S), filling the key/value caches. Returns the final
+        hidden state at each source's [SEP] (E, 1, H), which predicts the first target token, and
+        what the copy pointer reads of the source (None without a copy head).
+
+        A few examples at a time (about ENCODE_ROWS positions): a chunk's activations stay in the
+        CPU's caches, where the whole batch's would not. Without a copy head nothing reads the last
+        layer's output at source positions other than [SEP], so it is computed there only (`rows`).
+        Both give the same numbers as one call over the batch, bit for bit, because every matrix
+        product keeps at least MIN_ROWS rows (see there); in training mode the dropout masks are
+        drawn chunk by chunk, so they differ from one call's (the same distribution)."""
+        m, (E, S) = self.model, ids.shape
+        sep = (self.src_len - 1)[:, None]
+        chunks = max(1, min(-(-E * S // ENCODE_ROWS), E // MIN_ROWS))
+        bounds = [E * i // chunks for i in range(chunks + 1)]  # as even as they can be
+        self.caches = [{} for _ in m.bert.encoder.layer]
+        hs, memories = [], []
+        for lo, hi in zip(bounds, bounds[1:]):
+            x, p, at = ids[lo:hi], pad[lo:hi], sep[lo:hi]
+            seg, part = torch.zeros_like(x), [{} for _ in m.bert.encoder.layer]
+            only_sep = not m.config.copy and hi - lo >= MIN_ROWS  # the pointer reads every source position
+            # Source positions see every real source position; padding rows too (their output is unused).
+            h = m.hidden_states(x, seg, p, position_ids=torch.arange(S, device=x.device).expand_as(x),
+                                attn_mask=p[:, None, None, :], caches=part, rows=at if only_sep else None)
+            if not only_sep:
+                memories.append(m.source_memory(h, x, seg, p))
+                h = take_rows(h, at)
+            hs.append(h)
+            for c, new in zip(self.caches, part):
+                if "k_buf" not in c:
+                    k, cols = new["k"], S + (self.new_columns or 0)
+                    c["k_buf"] = k.new_empty(E, k.shape[1], cols, k.shape[3])
+                    c["v_buf"] = k.new_empty(E, k.shape[1], cols, k.shape[3])
+                c["k_buf"][lo:hi, :, :S], c["v_buf"][lo:hi, :, :S] = new["k"], new["v"]
+        for c in self.caches:
+            c["n"] = S
+            if not self.new_columns:  # no preallocation: later steps concatenate
+                c["k"], c["v"] = c.pop("k_buf"), c.pop("v_buf")
+        memory = tuple(torch.cat(ts) for ts in zip(*memories)) if m.config.copy else None
+        return torch.cat(hs), memory
+
     def __call__(self, state: StepState) -> torch.Tensor:
         m, dev = self.model, self.device
         if state.step == 0:
@@ -339,24 +382,11 @@ class UniLMStep:
             ids = ids.to(dev)
             self.src_len = torch.tensor([len(s) for s in srcs], device=dev)
             pad = torch.arange(S, device=dev)[None, :] < self.src_len[:, None]
-            self.caches = [{} for _ in m.bert.encoder.layer]
-            # Source positions see every real source position; padding rows too (their output is unused).
-            h = m.hidden_states(ids, torch.zeros_like(ids), pad, position_ids=torch.arange(S, device=dev).expand_as(ids),
-                                attn_mask=pad[:, None, None, :], caches=self.caches)
-            # What the copy pointer reads of the source, computed once (None without a copy head).
-            self.memory = m.source_memory(h, ids, torch.zeros_like(ids), pad)
+            h, self.memory = self._encode(ids, pad)  # the memory is computed once
             self.visible = pad[:, None, :]  # (E, K=1, C): the cache columns each slot may see
-            if self.new_columns:
-                for c in self.caches:
-                    k, v = c.pop("k"), c.pop("v")
-                    E_, H, _, D = k.shape
-                    c["k_buf"] = k.new_empty(E_, H, S + self.new_columns, D)
-                    c["v_buf"] = v.new_empty(E_, H, S + self.new_columns, D)
-                    c["k_buf"][:, :, :S], c["v_buf"][:, :, :S], c["n"] = k, v, S
-            h = h[torch.arange(len(srcs), device=dev), self.src_len - 1]  # the source's [SEP] predicts token 1
             # Each slot's target tokens fed so far, latest first (copy continuation and coverage).
             self.history = torch.empty((len(srcs), 1, 0), dtype=torch.long, device=dev)
-            return log_probs(m, h[:, None, :], self.memory, self.history)
+            return log_probs(m, h, self.memory, self.history)
         if len(state.keep) < self.visible.shape[0]:  # finished examples leave the batch
             keep = torch.tensor(state.keep, device=dev)
             for c in self.caches:

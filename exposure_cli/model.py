@@ -148,6 +148,11 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, L, H * D)
 
 
+def take_rows(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """x (B, L, H) at the positions `rows` (B, R) of each sequence: (B, R, H); all of x if rows is None."""
+    return x if rows is None else x.gather(1, rows[:, :, None].expand(-1, -1, x.shape[2]))
+
+
 class _DenseOutput(nn.Module):
     """dense → dropout: the output projection of attention and of the FFN. Its LayerNorm is where
     transformers' names put it (`...output.LayerNorm`); `BertLayer` applies it, before the sublayer
@@ -174,8 +179,9 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(c)
         self.output = BertSelfOutput(c)
 
-    def forward(self, x, mask, cache=None):
-        return self.output(self.self(x, mask, cache))
+    def forward(self, x, mask, cache=None, rows=None):
+        """`rows`: project only these positions' attention outputs (`take_rows`); attention runs everywhere."""
+        return self.output(take_rows(self.self(x, mask, cache), rows))
 
 
 class BertIntermediate(nn.Module):
@@ -206,12 +212,15 @@ class BertLayer(nn.Module):
     def mlp(self, x):
         return self.output(self.intermediate(x))
 
-    def forward(self, x, mask, cache=None):
+    def forward(self, x, mask, cache=None, rows=None):
+        """`rows` (B, R): the block's output only at these positions of each sequence (B, R, H).
+        Attention still runs at every position, exactly as without `rows` (and the keys/values
+        reach `cache`); the output projection and the FFN, most of a block's work, only at `rows`."""
         ln_1, ln_2 = self.attention.output.LayerNorm, self.output.LayerNorm
         if self.pre_ln:
-            x = x + self.attention(ln_1(x), mask, cache)
+            x = take_rows(x, rows) + self.attention(ln_1(x), mask, cache, rows)
             return x + self.mlp(ln_2(x))
-        x = ln_1(x + self.attention(x, mask, cache))
+        x = ln_1(take_rows(x, rows) + self.attention(x, mask, cache, rows))
         return ln_2(x + self.mlp(x))
 
 
@@ -220,9 +229,12 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(c) for _ in range(c.layers))
 
-    def forward(self, x, mask, caches=None):
+    def forward(self, x, mask, caches=None, rows=None):
+        """`rows`: only these positions' final states are wanted (see `BertLayer.forward`); every
+        layer but the last still runs everywhere, as later layers' keys and values need it."""
+        last = len(self.layer) - 1
         for i, layer in enumerate(self.layer):
-            x = layer(x, mask, caches[i] if caches is not None else None)
+            x = layer(x, mask, caches[i] if caches is not None else None, rows if i == last else None)
         return x
 
 
@@ -318,8 +330,10 @@ class UniLM(nn.Module):
         return self.bert.embeddings.word_embeddings
 
     def hidden_states(self, input_ids=None, segment_ids=None, pad_mask=None, *, inputs_embeds=None,
-                      position_ids=None, attn_mask=None, caches=None):
-        """Final-layer hidden states (B, L, H). `inputs_embeds` replaces the token lookup."""
+                      position_ids=None, attn_mask=None, caches=None, rows=None):
+        """Final-layer hidden states (B, L, H). `inputs_embeds` replaces the token lookup. `rows`
+        (B, R): only those positions' final states are wanted, (B, R, H) is returned and the last
+        layer does less work (`BertLayer.forward`); the caches still get every position's keys/values."""
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         B, L = inputs_embeds.shape[:2]
@@ -330,7 +344,7 @@ class UniLM(nn.Module):
         x = self.bert.embeddings(inputs_embeds, segment_ids, position_ids)
         if plain_attention(x.device.type, self.training, self.config.attention_p, self.double_backward):
             attn_mask = AttentionBias(attn_mask, _compute_dtype(x))
-        return self.bert.encoder(x, attn_mask, caches)
+        return self.bert.encoder(x, attn_mask, caches, rows)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.cls.predictions(hidden)

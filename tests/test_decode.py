@@ -119,6 +119,19 @@ def test_batching_does_not_change_results(trained, sources):
     assert_same(a, [[(h.tokens, h.score) for h in hs] for hs in c], "preallocated vs concatenated cache")
 
 
+@pytest.mark.parametrize("model_name", ["trained", "trained_copy"])
+def test_encoding_in_chunks_gives_the_same_numbers(request, sources, model_name, monkeypatch):
+    """The source is encoded a few examples at a time and, without a copy head, the last layer only
+    at [SEP]: bit for bit what one call over the whole batch gives (scores compared with ==)."""
+    from exposure_cli import decode
+    model, tok = request.getfixturevalue(model_name)
+    srcs = sources[:23]
+    whole = generate_ids(model, srcs, 2, 8, tok.sep_id, n_best=2, batch_size=23)
+    monkeypatch.setattr(decode, "ENCODE_ROWS", 1)  # as many chunks as MIN_ROWS allows: 5 of 4 or 5 examples
+    chunked = generate_ids(model, srcs, 2, 8, tok.sep_id, n_best=2, batch_size=23)
+    assert [[(h.tokens, h.score) for h in hs] for hs in chunked] == [[(h.tokens, h.score) for h in hs] for hs in whole]
+
+
 def test_bf16_decoding_mostly_agrees_with_fp32(trained, synthetic_data):
     """bf16 rounds every activation to 8 bits of mantissa, so a near-tie between two tokens may
     flip; on a trained model most outputs must still be the fp32 ones, and the rest close to them."""
@@ -309,6 +322,26 @@ def test_bench_decode_json():
                             "--source-len", "16", "--max-len", "4"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    for key in ("ours_samples_per_s", "naive_samples_per_s", "hf_samples_per_s", "ratio_vs_naive", "ratio_vs_hf"):
+    for key in ("ours_samples_per_s", "naive_samples_per_s", "hf_samples_per_s", "ratio_vs_naive", "ratio_vs_hf",
+                "ours_flops_per_sample", "matmul_peak_gflops"):
         assert out[key] > 0
+    assert 0 < out["share_of_peak"] < 1
+    assert out["share_of_peak"] == pytest.approx(out["ours_flops_per_sample"] * out["ours_samples_per_s"] / 1e9
+                                                 / out["matmul_peak_gflops"])
+    import transformers
+    assert out["hf_version"] == transformers.__version__
     assert (out["beam"], out["source_len"]) == (2, 16)
+
+
+def test_decode_flops_match_a_hand_count():
+    """One step (max_len 1) of a 1-layer model without a copy head over E = 4 sources of S positions:
+    q, k, v everywhere and attention over the source, then, at [SEP] only (the decoder skips the
+    rest), the attention output, the FFN and the MLM head."""
+    from exposure_cli.bench.decode import decode_flops
+    from exposure_cli.model import ModelConfig, UniLM
+    E, S, H, F, V = 4, 10, 16, 48, 50
+    model = UniLM(ModelConfig(vocab_size=V, hidden=H, layers=1, heads=2, intermediate=F, dropout=0.0)).eval()
+    prompts = [[2] + [7] * (S - 2) + [3]] * E
+    per_source = 3 * 2 * S * H * H + 2 * 2 * S * S * H  # q/k/v projections; scores and values of attention
+    at_sep = 2 * H * H + 2 * 2 * H * F + 2 * H * H + 2 * H * V  # output projection, FFN, head transform, vocabulary
+    assert decode_flops(model, prompts, beam=2, max_len=1, batch_size=E) == E * (per_source + at_sep)

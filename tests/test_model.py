@@ -144,3 +144,22 @@ def test_attention_dropout_zero_leaves_attention_probabilities_alone_in_training
         with torch.no_grad():
             assert torch.equal(attn(x, mask), attn(x, mask)) == same
     assert ModelConfig(vocab_size=20, dropout=0.2).attention_p == 0.2
+
+
+def test_rows_give_the_full_forward_at_those_positions_and_fill_the_caches_alike():
+    """`hidden_states(rows=...)` (the decoder computes the last layer's output only at [SEP]) is the
+    full forward pass taken at those positions, post-LN and pre-LN, and leaves the same keys/values."""
+    torch.manual_seed(0)
+    for pre_ln in (False, True):
+        model = UniLM(ModelConfig(vocab_size=30, hidden=32, layers=2, heads=2, dropout=0.0, pre_ln=pre_ln)).eval()
+        ids = torch.randint(4, 30, (5, 9))
+        pad = torch.ones_like(ids, dtype=torch.bool)
+        pad[1, 6:] = False
+        rows = torch.tensor([[8], [5], [0], [3], [8]])
+        full_caches, row_caches = [{}, {}], [{}, {}]
+        full = model.hidden_states(ids, torch.zeros_like(ids), pad, caches=full_caches)
+        part = model.hidden_states(ids, torch.zeros_like(ids), pad, caches=row_caches, rows=rows)
+        assert part.shape == (5, 1, 32)
+        torch.testing.assert_close(part[:, 0], full[torch.arange(5), rows[:, 0]], rtol=0, atol=1e-6)
+        for a, b in zip(full_caches, row_caches):
+            assert torch.equal(a["k"], b["k"]) and torch.equal(a["v"], b["v"])

@@ -5,6 +5,13 @@ reference, and of Hugging Face transformers' `generate(num_beams=k)` on a same-s
 transformers is a test/bench extra, imported only here. The models are not the same function (HF's
 BERT decoder is causal over the prompt, a UniLM is not), so only speed is compared; the mean number
 of generated tokens per sample is reported for each, since a search that stops early is cheaper.
+
+How close our decoder is to the machine: its matrix-multiply FLOPs per sample (every product it
+runs, attention included, counted by torch's FlopCounterMode over a second decode of the same
+prompts; elementwise work such as softmax or GELU is not counted) times its samples/s, as a share
+of the same-thread matmul peak measured in the same run: the best GFLOP/s of fp32 products of the
+decoder's own shapes (encoder FFN in and out over ENCODE_ROWS rows, the vocabulary projection of
+one beam step).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import time
 
 import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ..decode import generate_ids
+from ..decode import ENCODE_ROWS, generate_ids
 from ..errors import UserError
 from ..model import ModelConfig, UniLM
 from ..spec import DecodeSpec
@@ -26,6 +35,32 @@ CLS, SEP, PAD = 2, 3, 0
 def _prompts(n: int, source_len: int, vocab: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     return [[CLS] + torch.randint(5, vocab, (source_len,), generator=g).tolist() + [SEP] for _ in range(n)]
+
+
+def _cpu_sdpa_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(q, k, v)  # torch's own count for SDPA, which FlopCounterMode maps only for CUDA kernels
+
+
+def decode_flops(model, prompts, beam: int, max_len: int, batch_size: int) -> int:
+    """Matrix-multiply FLOPs (2·M·N·K per product, attention's included) of `generate_ids` on `prompts`."""
+    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    with FlopCounterMode(display=False, custom_mapping=cpu_sdpa) as counter:
+        generate_ids(model, prompts, beam, max_len, SEP, "cpu", batch_size=batch_size)
+    return counter.get_total_flops()
+
+
+def matmul_peak(cfg: ModelConfig, rows: int, repeat: int = 5) -> float:
+    """Best GFLOP/s of fp32 products (with bias, as nn.Linear) of the decoder's shapes at the current thread count."""
+    best = 0.0
+    shapes = [(ENCODE_ROWS, cfg.hidden, cfg.ffn), (ENCODE_ROWS, cfg.ffn, cfg.hidden), (rows, cfg.hidden, cfg.vocab_size)]
+    for m, k, n in shapes:
+        x, w, b = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
+        F.linear(x, w, b)  # warm-up
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            F.linear(x, w, b)
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int = 32, naive_n: int = 4,
@@ -41,11 +76,16 @@ def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int
     out: dict = {"n": n, "beam": beam, "source_len": source_len, "max_len": max_len,
                  "model": f"{cfg.layers}x{cfg.hidden}", "vocab": vocab, "threads": torch.get_num_threads()}
 
+    batch_size = DecodeSpec().batch_size
     t0 = time.perf_counter()
-    ours = generate_ids(model, prompts, beam, max_len, SEP, "cpu", batch_size=DecodeSpec().batch_size)
+    ours = generate_ids(model, prompts, beam, max_len, SEP, "cpu", batch_size=batch_size)
     dt = time.perf_counter() - t0
     out["ours_samples_per_s"] = n / dt
     out["ours_tokens_per_sample"] = sum(len(h[0].tokens) for h in ours) / n
+    out["ours_flops_per_sample"] = decode_flops(model, prompts, beam, max_len, batch_size) / n
+    out["ours_gflops"] = out["ours_flops_per_sample"] * out["ours_samples_per_s"] / 1e9
+    out["matmul_peak_gflops"] = matmul_peak(cfg, beam * min(n, batch_size))
+    out["share_of_peak"] = out["ours_gflops"] / out["matmul_peak_gflops"]
 
     k = max(1, min(naive_n, n))
     t0 = time.perf_counter()
@@ -59,6 +99,7 @@ def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int
 
     if hf:
         try:
+            import transformers
             from transformers import BertConfig, BertLMHeadModel
         except ImportError:
             raise UserError("the transformers comparison needs the test extra: pip install -e '.[test]'") from None
@@ -78,4 +119,5 @@ def bench_decode(n: int = 32, beam: int = 3, source_len: int = 256, max_len: int
         out["hf_samples_per_s"] = n / dt
         out["hf_tokens_per_sample"] = float((new != PAD).sum()) / n
         out["ratio_vs_hf"] = out["ours_samples_per_s"] / out["hf_samples_per_s"]
+        out["hf_version"] = transformers.__version__
     return out

@@ -64,7 +64,10 @@ def bench_decode(
     hf: bool = typer.Option(True, "--hf/--no-hf", help="Include transformers' generate (needs the test extra)."),
 ):
     """Beam-search speed on CPU: ours (cached, batched) vs the full-recompute reference vs
-    transformers' generate(num_beams=k) on a same-size BertLMHeadModel, random weights, same prompts."""
+    transformers' generate(num_beams=k) on a same-size BertLMHeadModel, random weights, same prompts.
+    Also ours as a share of the same-thread matmul peak: its matrix-multiply FLOPs per sample
+    (counted over a second decode) × samples/s, over the best GFLOP/s of fp32 products of the
+    decoder's shapes measured in the same run."""
     from ..bench.decode import bench_decode as run_bench
 
     r = run_bench(n=n, beam=beam, source_len=source_len, max_len=max_len, naive_n=naive_n, threads=threads or None,
@@ -82,9 +85,12 @@ def bench_decode(
     table.add_row(f"naive recompute ({r['naive_n']} prompts)", f"{r['naive_samples_per_s']:.3f}",
                   f"{r['naive_tokens_per_sample']:.1f}", f"{r['ratio_vs_naive']:.1f}")
     if "hf_samples_per_s" in r:
-        table.add_row("transformers generate", f"{r['hf_samples_per_s']:.2f}", f"{r['hf_tokens_per_sample']:.1f}",
-                      f"{r['ratio_vs_hf']:.1f}")
+        table.add_row(f"transformers {r['hf_version']} generate", f"{r['hf_samples_per_s']:.2f}",
+                      f"{r['hf_tokens_per_sample']:.1f}", f"{r['ratio_vs_hf']:.1f}")
     console.print(table)
+    console.print(f"ours: {r['ours_flops_per_sample'] / 1e9:.2f} GFLOP (matmul) per sample, "
+                  f"{r['ours_gflops']:.1f} GFLOP/s = {r['share_of_peak']:.0%} of the same-thread matmul peak "
+                  f"({r['matmul_peak_gflops']:.1f} GFLOP/s)", highlight=False)
 
 
 @bench_app.command("train")
