@@ -271,6 +271,19 @@ CASES = [
      "<method>/seed<k>/metrics.json", None),
     ("leaderboard-name", ["leaderboard", "{tmp}", "--name", "a/b"], "--name 'a/b': expected a file name", None),
     ("leaderboard-wall", ["leaderboard", "{tmp}", "--wall-seconds", "-1"], "Invalid value for '--wall-seconds'", None),
+    # campaign (tests/test_campaign.py) and screen (tests/test_screen.py)
+    ("campaign-spec-missing", ["campaign", "{tmp}/nope.yaml", "--keep", "{out}"], "nope.yaml: spec file not found", None),
+    ("campaign-metric", ["campaign", "{spec}", "--keep", "{out}", "--metric", "cider"],
+     "--metric cider: expected one of", grid_spec()),
+    ("campaign-no-baseline", ["campaign", "{spec}", "--keep", "{out}", "--out", "{tmp}/runs"],
+     "methods: a campaign needs baseline and at least one other method", grid_spec(methods=["random_replace"])),
+    ("campaign-no-git", ["campaign", "{spec}", "--keep", "{out}", "--commit"], "not inside a git work tree",
+     grid_spec(methods=["baseline", "random_replace"])),
+    ("campaign-block", ["campaign", "{spec}", "--keep", "{out}", "--block", "1"], "Invalid value for '--block'",
+     grid_spec()),
+    ("screen-missing", ["screen", "{tmp}/none", "a={tmp}/none"], "none: not a directory", None),
+    ("screen-pair", ["screen", "{tmp}", "no-equals"], "'no-equals': expected NAME=DIR", None),
+    ("screen-empty", ["screen", "{tmp}", "a={tmp}"], ": no finished run", None),
 ]
 
 FINISHED = ("metrics.json", "summary.json", "table.md", "table.csv", "best.pt", "beam_rouge_l.png", "diagnostics.json", "model.safetensors")
