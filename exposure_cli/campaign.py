@@ -107,7 +107,8 @@ class Committer:
     """Commits each kept run (and the campaign's state) to the git work tree KEEP lies in, one run
     at a time, so that a campaign stopped anywhere loses at most the run under way."""
 
-    def __init__(self, keep: Path):
+    def __init__(self, keep: Path, say=print):
+        self.say = say
         keep.mkdir(parents=True, exist_ok=True)
         top = self._git(["rev-parse", "--show-toplevel"], keep)
         if top.returncode != 0:
@@ -125,7 +126,7 @@ class Committer:
             return  # nothing new
         done = self._git(["commit", "-q", "-m", message, "--", rel], self.root)
         if done.returncode != 0:
-            print(f"warning: git commit of {rel} failed ({done.stderr.strip()}); the files are on disk")
+            self.say(f"warning: git commit of {rel} failed ({done.stderr.strip()}); the files are on disk")
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
@@ -138,11 +139,12 @@ def finished_line(m: dict) -> str:
 
 
 def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
-                 threads: int = 0, commit: bool = False, say=print, **executor_options) -> dict:
+                 threads: int = 0, commit: bool = False, say=print, retry_failed: bool = False,
+                 **executor_options) -> dict:
     """Blocks of seeds until a verdict (module docstring); returns the final KEEP/campaign.json."""
     if not any(method_label(m) == "baseline" for m in spec.methods) or len(spec.methods) < 2:
         raise UserError("methods: a campaign needs baseline and at least one other method (it measures differences)")
-    committer = Committer(keep) if commit else None
+    committer = Committer(keep, say) if commit else None
 
     def finished(task, result: dict) -> None:  # a line per run in the log (the progress bars need a terminal)
         say(f"  {task.label} seed {task.seed}: " + (f"failed ({result['failed'].get('reason')})" if "failed" in result
@@ -166,8 +168,8 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
         block = copy.deepcopy(spec)
         block.train.seeds = block_seeds(spec, goal, b)
         say(f"block {b + 1}: seeds {block.train.seeds[0]}-{block.train.seeds[-1]}")
-        summary = run_spec(block, out, device, console, executor, threads, keep=keep, on_finished=finished,
-                           **executor_options)
+        summary = run_spec(block, out, device, console, executor, threads, retry_failed, keep=keep,
+                           on_finished=finished, **executor_options)
         if summary.get("failed"):
             status["verdict"] = "failed"
             status["failed"] = summary["failed"]

@@ -158,3 +158,26 @@ def test_a_campaign_needs_a_baseline_and_a_git_tree_to_commit_to(tmp_path, spec)
         cp.run_campaign(spec, tmp_path / "out", tmp_path / "k", cp.Goal(), CPU)
     r = exposure("campaign", write_grid(tmp_path, methods=("baseline", "random_replace")), "--keep", tmp_path / "nogit", "--commit")
     assert r.returncode == 2 and "not inside a git work tree" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_failed_run_stops_the_campaign_and_retry_failed_starts_it_over(tmp_path, spec, monkeypatch):
+    real = train_mod.run_one
+
+    def diverging(spec, method, seed, run_dir, device, **kw):
+        if method.name == "random_replace" and seed == 1:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "failed.json").write_text(json.dumps({"reason": "non-finite loss at step 3"}))
+            return {"method": "random_replace", "seed": seed, "failed": {"reason": "non-finite loss at step 3"}}
+        return real(spec, method, seed, run_dir, device, **kw)
+
+    monkeypatch.setattr(train_mod, "run_one", diverging)
+    keep, goal = tmp_path / "kept", cp.Goal(block=2)
+    status = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, say=lambda _: None)
+    assert status["verdict"] == "failed" and status["failed"][0]["seed"] == 1
+    assert not (keep / "random_replace" / "seed1").exists() and (keep / "baseline" / "seed1" / "metrics.json").exists()
+    monkeypatch.setattr(train_mod, "run_one", real)
+    monkeypatch.setattr(cp, "verdict", lambda rows, goal, hours: "reached")
+    again = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, say=lambda _: None)
+    assert again["verdict"] == "failed"  # still failed: failed.json stands until --retry-failed
+    again = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, say=lambda _: None, retry_failed=True)
+    assert again["verdict"] == "reached" and (keep / "random_replace" / "seed1" / "metrics.json").exists()

@@ -33,6 +33,8 @@ def campaign(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     threads: int = typer.Option(0, min=0, help="torch CPU threads per run (as `exposure run`)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at a time (the pool executor)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Start over the runs that failed (diverged); "
+                                      "without it a failed run stops the campaign (exit 1)."),
 ):
     """Run a spec in blocks of seeds until every difference to baseline is known to ±HALF_WIDTH.
 
@@ -53,7 +55,8 @@ def campaign(
     name, per_run_threads, options = _executor_options("auto", jobs, threads, None, None, 0.0)
     goal = Goal(half_width, metric, block, budget_hours)
     status = run_campaign(s, Path(out or f"runs/{s.name}"), keep, goal, resolve_device(device), console, name,
-                          per_run_threads, commit, say=lambda text: console.print(text, highlight=False), **options)
+                          per_run_threads, commit, say=lambda text: console.print(text, highlight=False),
+                          retry_failed=retry_failed, **options)
     if status.get("verdict") == "failed":
         console.print(describe(status, goal), highlight=False)
         raise typer.Exit(1)
