@@ -12,7 +12,6 @@ report.paired_difference's (stats.difference), diagnostics diagnose.aggregate's.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from itertools import combinations
@@ -118,17 +117,8 @@ def logged_steps(log: Path) -> int | None:
     steps), or None without one."""
     if not log.is_file():
         return None
-    last = None
-    for number, line in enumerate(fileio.read_text(log, "training log").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{log}:{number}: invalid JSON ({e.msg})") from None
-        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
-            last = max(last or 0, entry["step"])
-    return last
+    steps = [e["step"] for e in rundir.read_log(log) if isinstance(e.get("step"), int)]
+    return max(steps) if steps else None
 
 
 def _number(x) -> float | None:

@@ -8,14 +8,12 @@ and written atomically. Everything but the dev-BLEU curves comes from summary.js
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import fileio, paper, rundir
-from .errors import UserError
 from .report import HEADERS, METRICS
 from .tables import method_names
 
@@ -144,17 +142,8 @@ def dev_bleu_curves(summary: dict, run_root: Path) -> tuple[dict[str, list[tuple
 
 def _dev_bleu(log: Path) -> dict[int, float]:
     """epoch → dev BLEU from a train.jsonl's epoch lines (step lines have no "dev")."""
-    epochs = {}
-    for number, line in enumerate(fileio.read_text(log, "training log").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{log}:{number}: invalid JSON ({e.msg})") from None
-        if isinstance(entry, dict) and isinstance(entry.get("dev"), dict) and "bleu" in entry["dev"]:
-            epochs[entry["epoch"]] = entry["dev"]["bleu"]
-    return epochs
+    return {e["epoch"]: e["dev"]["bleu"] for e in rundir.read_log(log)
+            if isinstance(e.get("dev"), dict) and "bleu" in e["dev"]}
 
 
 def dev_bleu_figure(name: str, curves: dict[str, list[tuple[int, float]]]) -> Figure:

@@ -55,6 +55,27 @@ def run_path(out_dir: Path, label: str, seed: int) -> Path:
     return out_dir / run_dir_name(label) / f"seed{seed}"
 
 
+def read_log(log: Path) -> list[dict]:
+    """A run's train.jsonl as its entries (step lines and epoch lines); a damaged line is a
+    one-line error naming the file and line."""
+    import json
+
+    from . import fileio
+    from .errors import UserError
+
+    entries = []
+    for number, line in enumerate(fileio.read_text(log, "training log").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{log}:{number}: invalid JSON ({e.msg})") from None
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
 def finished_runs(out_dir: Path) -> list[Path]:
     """The run directories under OUT that hold metrics.json (finished runs), sorted."""
     return sorted(p.parent for p in Path(out_dir).glob(f"*/seed*/{METRICS}"))

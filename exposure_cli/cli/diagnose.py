@@ -80,6 +80,13 @@ def diagnose(
             err_console.print(f"[yellow]warning:[/] {run_dir}: rescored outputs differ from the decoder's scores by "
                               f"up to {diff:.3g}", highlight=False)
         results.append(res)
+    _report(out_dir, results, opts, as_json)
+
+
+def _report(out_dir: Path, results: list, opts, as_json: bool) -> None:
+    """The methods side by side: OUT_DIR/diagnostics.{json,md} and plots, printed as tables or JSON."""
+    from .. import diagnose as dg
+
     agg = dg.aggregate(results, opts)
     mxs = dg.write_report(out_dir, agg, opts)
     if as_json:
@@ -104,15 +111,7 @@ def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
     options = {json.dumps(r.record["options"], sort_keys=True) for r in results}
     if len(options) != 1:
         raise UserError(f"{out_dir}: the runs were diagnosed with different options ({len(options)} sets)")
-    opts = dg.options_from_record(results[0].record["options"])
-    agg = dg.aggregate(results, opts)
-    mxs = dg.write_report(out_dir, agg, opts)
-    if as_json:
-        typer.echo(json.dumps(agg, ensure_ascii=False))
-        return
-    for mx in mxs:
-        for table in _tables(mx):
-            console.print(table)
+    _report(out_dir, results, dg.options_from_record(results[0].record["options"]), as_json)
 
 
 def _tables(mx) -> list[Table]:

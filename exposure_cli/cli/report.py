@@ -49,7 +49,7 @@ def table(
     Alone: scores (mean ± std over seeds) and differences to baseline, as in table.md; --format json
     is then the summary itself. With --paper: for each metric, a group of our cell, the article's,
     both differences to baseline and whether their signs agree."""
-    from .. import fileio, report, tables
+    from .. import fileio, tables
     from ..paper import check_paper
 
     if format_ not in tables.WRITERS:
@@ -98,7 +98,7 @@ def plot(
     beam_<metric>.png: each metric against beam size, a line per method, with 95% interval bars;
     deltas_vs_article.png: each method's difference to baseline beside the article's; dev_bleu.png:
     every run's dev BLEU per epoch (needs the output directory)."""
-    from .. import plots, report
+    from .. import plots
     from ..paper import check_paper, guess_paper
 
     summary = load_summary(source)
