@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 
 from exposure_cli import train as train_mod
@@ -160,6 +159,22 @@ def _killed_at_step_and_resumed(monkeypatch, spec, method, d: Path, crash_at: in
     return d
 
 
+def _killed_after_selection(monkeypatch, spec, method, d: Path, epoch: int) -> None:
+    """Run until the process "dies" right after epoch `epoch` was selected and checkpointed."""
+    real_select = train_mod.select_on_dev
+
+    def select_then_crash(run, report=train_mod._no_report):
+        dev = real_select(run, report)
+        if run.state.epoch == epoch:
+            raise Crash()
+        return dev
+
+    monkeypatch.setattr(train_mod, "select_on_dev", select_then_crash)
+    with pytest.raises(Crash):
+        run_one(spec, method, 0, d, torch.device("cpu"))
+    monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+
+
 @pytest.mark.parametrize("bucket", [True, False])
 def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch,
                                                                                     bucket):
@@ -171,19 +186,8 @@ def test_a_run_interrupted_after_an_epoch_or_mid_epoch_ends_as_an_uninterrupted_
     reference = _finished(whole)
 
     # 1. killed right after epoch 1 was selected and checkpointed
-    real_select = train_mod.select_on_dev
-
-    def select_then_crash(run, report=train_mod._no_report):
-        dev = real_select(run, report)
-        if run.state.epoch == 1:
-            raise Crash()
-        return dev
-
     d1 = tmp_path / "after-epoch"
-    monkeypatch.setattr(train_mod, "select_on_dev", select_then_crash)
-    with pytest.raises(Crash):
-        run_one(spec, method, 0, d1, cpu)
-    monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+    _killed_after_selection(monkeypatch, spec, method, d1, 1)
     ck = torch.load(d1 / "last.pt", weights_only=True)
     assert ck["state"]["epoch"] == 1 and ck["state"]["batch_in_epoch"] == 0
     run_one(spec, method, 0, d1, cpu)
@@ -318,19 +322,8 @@ def test_early_stopping_ends_patience_epochs_after_the_best_also_across_a_kill(t
     assert [r["epoch"] for r in map(json.loads, (whole / "train.jsonl").read_text().splitlines()) if "dev" in r] == [1, 2, 3, 4]
 
     _scripted_dev_bleu(monkeypatch, [3.0, 5.0, 5.0, 4.0, 9.0])
-    real_select = train_mod.select_on_dev
-
-    def select_then_crash(run, report=train_mod._no_report):
-        dev = real_select(run, report)
-        if run.state.epoch == 3:
-            raise Crash()
-        return dev
-
-    monkeypatch.setattr(train_mod, "select_on_dev", select_then_crash)
     d = tmp_path / "killed"
-    with pytest.raises(Crash):
-        run_one(spec, MethodSpec("baseline"), 0, d, cpu)
-    monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+    _killed_after_selection(monkeypatch, spec, MethodSpec("baseline"), d, 3)
     run_one(spec, MethodSpec("baseline"), 0, d, cpu)  # the scripted sequence goes on: epoch 4 gets 4.0
     _same(_finished(d), _finished(whole))
     assert run_one(spec, MethodSpec("baseline"), 0, d, cpu)["epochs"] == 4
