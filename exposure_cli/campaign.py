@@ -177,6 +177,16 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
             return status
 
 
+def progress(spec: Spec, goal: Goal, keep: Path) -> str:
+    """Where a campaign stands, from KEEP alone (nothing runs): the decision state and the block under way."""
+    b = next_block(spec, goal, keep)
+    seeds = block_seeds(spec, goal, b)
+    kept = [f"{method_label(m)} seed {s}" for m in spec.methods for s in seeds if is_kept(run_path(keep, method_label(m), s))]
+    lines = [describe(state(spec, goal, keep, b), goal),
+             f"block {b + 1} (seeds {seeds[0]}-{seeds[-1]}): {len(kept)} of {len(spec.methods) * goal.block} runs kept"]
+    return "\n".join(lines + [f"  {k}" for k in kept])
+
+
 def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int) -> dict:
     kept = any(keep.glob(f"*/seed*/{rundir.METRICS}"))
     rows = widths(rebuild_summary(keep), goal) if kept else []

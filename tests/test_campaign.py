@@ -142,6 +142,8 @@ def test_a_campaign_adds_blocks_until_a_verdict_resumes_from_kept_runs_and_commi
     assert sum(s.startswith("campaign: baseline seed") for s in log) == 4 and len(log) == 1 + 8 + 3
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
     assert json.loads((keep / "campaign.json").read_text())["verdict"] == "budget"
+    where = cp.progress(spec, goal, keep)
+    assert where.startswith("2 block(s) done (4 seeds)") and "block 3 (seeds 4-5): 0 of 4 runs kept" in where
 
     # another machine, with only the kept runs, a block left half-done: that block is finished
     # before anything is decided, and no kept run trains again
@@ -150,6 +152,13 @@ def test_a_campaign_adds_blocks_until_a_verdict_resumes_from_kept_runs_and_commi
     decisions, seen[:] = iter(["reached"]), []
     status = cp.run_campaign(spec, tmp_path / "elsewhere", keep, goal, CPU, commit=True, say=lambda _: None)
     assert calls == [("random_replace", 3)] and len(seen) == 1 and status["verdict"] == "reached"
+
+
+def test_campaign_status_runs_nothing(tmp_path, spec):
+    spec_path = write_grid(tmp_path, methods=("baseline", "random_replace"))
+    r = exposure("campaign", spec_path, "--keep", tmp_path / "kept", "--status", "--block", "2")
+    assert r.returncode == 0 and "block 1 (seeds 0-1): 0 of 4 runs kept" in r.stdout
+    assert not (tmp_path / "kept" / "baseline").exists() and not (tmp_path / "runs").exists()
 
 
 def test_a_campaign_needs_a_baseline_and_a_git_tree_to_commit_to(tmp_path, spec):

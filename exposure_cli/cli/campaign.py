@@ -33,6 +33,8 @@ def campaign(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     threads: int = typer.Option(0, min=0, help="torch CPU threads per run (as `exposure run`)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at a time (the pool executor)."),
+    status_only: bool = typer.Option(False, "--status", help="Print where the campaign stands (from KEEP alone: "
+                                     "blocks done, CPU hours, the widths, the block under way) and run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Start over the runs that failed (diverged); "
                                       "without it a failed run stops the campaign (exit 1)."),
 ):
@@ -52,8 +54,13 @@ def campaign(
     if metric not in METRICS:
         raise UserError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
     s = load_spec(spec, set_)
-    name, per_run_threads, options = _executor_options("auto", jobs, threads, None, None, 0.0)
     goal = Goal(half_width, metric, block, budget_hours)
+    if status_only:
+        from ..campaign import progress
+
+        console.print(progress(s, goal, keep), highlight=False)
+        return
+    name, per_run_threads, options = _executor_options("auto", jobs, threads, None, None, 0.0)
     status = run_campaign(s, Path(out or f"runs/{s.name}"), keep, goal, resolve_device(device), console, name,
                           per_run_threads, commit, say=lambda text: console.print(text, highlight=False),
                           retry_failed=retry_failed, **options)
