@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import fileio, rundir, stats
 from .errors import UserError
+from .report import run_seconds
 from .runner import is_kept, rebuild_summary, run_spec
 from .rundir import run_path
 from .spec import Spec, method_label
@@ -85,7 +86,7 @@ def cpu_hours(keep: Path) -> float:
     total = 0.0
     for run in rundir.finished_runs(keep):
         m = fileio.read_json(run / rundir.METRICS)
-        seconds = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
+        seconds = run_seconds(m)
         if (run / rundir.DIAGNOSTICS).exists():
             seconds += float(fileio.read_json(run / rundir.DIAGNOSTICS).get("seconds") or 0)
         total += seconds * int(m.get("threads") or 1)
@@ -134,8 +135,7 @@ class Committer:
 
 
 def finished_line(m: dict) -> str:
-    secs = sum(float(m.get(k) or 0) for k in ("train_seconds", "dev_seconds", "eval_seconds"))
-    return f"{m.get('epochs')} epochs, best {m.get('best_epoch')}, {secs / 60:.1f} min"
+    return f"{m.get('epochs')} epochs, best {m.get('best_epoch')}, {run_seconds(m) / 60:.1f} min"
 
 
 def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
@@ -152,10 +152,11 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
         if committer:
             committer.run_finished(task, result)
 
+    summary = None  # KEEP's, as the last block's run_spec left it (None: read KEEP)
     while True:
         b = next_block(spec, goal, keep)
         started = kept_runs(spec, keep, block_seeds(spec, goal, b)) > 0  # a block left half-done: finish it first
-        status = state(spec, goal, keep, b)
+        status = state(spec, goal, keep, b, summary)
         if b > 0 and not started:
             status["verdict"] = verdict(status["widths"], goal, status["cpu_hours"])
         fileio.write_json(keep / STATUS, status)
@@ -187,9 +188,11 @@ def progress(spec: Spec, goal: Goal, keep: Path) -> str:
     return "\n".join(lines + [f"  {k}" for k in kept])
 
 
-def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int) -> dict:
+def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int, summary: dict | None = None) -> dict:
+    """The decision state from KEEP's runs; `summary` is KEEP's summary when the caller has it (run_spec
+    returns it), else it is rebuilt from the kept predictions."""
     kept = any(keep.glob(f"*/seed*/{rundir.METRICS}"))
-    rows = widths(rebuild_summary(keep), goal) if kept else []
+    rows = widths(summary or rebuild_summary(keep), goal) if kept else []
     return {"goal": asdict(goal), "blocks_done": blocks_done,
             "seeds": [s for b in range(blocks_done) for s in block_seeds(spec, goal, b)],
             "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0, "widths": rows, "verdict": None}

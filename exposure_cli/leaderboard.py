@@ -240,8 +240,7 @@ def build(grid: Grid, wall_seconds: float | None = None) -> dict:
     first = beams[0]
     methods.sort(key=lambda e: -_order_key(e, first))
     seeds = sorted({r["seed"] for r in grid.results})
-    run_seconds = sum(sum(_number(r.get(k)) or 0.0 for k in ("train_seconds", "dev_seconds", "eval_seconds"))
-                      for r in grid.finished)
+    run_seconds = sum(report.run_seconds(r) for r in grid.finished)
     return {"name": grid.spec.name, "source": str(grid.dir), "seeds": seeds, "beams": beams,
             "test_examples": _n_examples(grid), "order": f"ΔRouge-L estimate at beam {first}, highest first",
             "runs": len(grid.finished), "failed_runs": len(grid.results) - len(grid.finished),

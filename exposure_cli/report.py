@@ -21,6 +21,8 @@ METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
 # Extra columns beside the headline: rouge-score F over jieba words (metrics.word_scores), present
 # in runs evaluated since they were added.
 WORD_METRICS = ["word_rouge_l", "word_rouge_1", "word_rouge_2"]
+# A run's wall-clock parts in metrics.json: training, dev selection, test decoding.
+SECONDS = ("train_seconds", "dev_seconds", "eval_seconds")
 HEADERS = {"rouge_l": "Rouge-L", "rouge_1": "Rouge-1", "rouge_2": "Rouge-2", "bleu": "BLEU",
            "word_rouge_l": "Rouge-L (words)", "word_rouge_1": "Rouge-1 (words)", "word_rouge_2": "Rouge-2 (words)"}
 
@@ -33,7 +35,7 @@ def summarize_grid(spec: Spec, out_dir: Path, results: list[dict], per_example: 
     intervals, the per-example scores of their predictions files (`per_example_scores`, read here
     unless the caller has them already)."""
     finished = [r for r in results if "failed" not in r]
-    failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
+    failed = failures(results)
     summary = summarize(spec.name, finished, [method_label(m) for m in spec.methods], spec.decode.beams, failed)
     if per_example is None:
         per_example = per_example_scores(out_dir, spec, finished)
@@ -43,6 +45,17 @@ def summarize_grid(spec: Spec, out_dir: Path, results: list[dict], per_example: 
     if failed:
         summary["failed"] = failed
     return summary
+
+
+def failures(results: list[dict]) -> list[dict]:
+    """The failed runs among a grid's results, as summary.json lists them."""
+    return [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
+
+
+def run_seconds(metrics: dict) -> float:
+    """A run's wall-clock seconds (the SECONDS parts of its metrics.json; a part not recorded counts 0)."""
+    return sum(float(v) for k in SECONDS if isinstance(v := metrics.get(k), (int, float)) and not isinstance(v, bool)
+               and math.isfinite(v))
 
 
 def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:

@@ -118,9 +118,9 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if keep is not None:
             for t in tasks:
                 t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
-            starts = {t.init_from for t in tasks if not is_kept(Path(t.keep))}  # warm starts need best.pt
-            tasks = [t for t in tasks if not is_kept(Path(t.keep))
-                     or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
+            kept = {t.index for t in tasks if is_kept(Path(t.keep))}
+            starts = {t.init_from for t in tasks if t.index not in kept}  # warm starts need best.pt
+            tasks = [t for t in tasks if t.index not in kept or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
         if retry_failed:
             clear_failed(tasks)
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
@@ -129,7 +129,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         results = [done[t.index] for t in tasks]
         if keep is not None and any(Path(keep).glob(f"*/seed*/{rundir.METRICS}")):
             summary = rebuild_summary(Path(keep))  # every kept run, this invocation's and earlier ones'
-            failed = [{"method": r["method"], "seed": r["seed"], **r["failed"]} for r in results if "failed" in r]
+            failed = report.failures(results)
             if failed:
                 summary["failed"] = failed
         else:

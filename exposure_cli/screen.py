@@ -27,14 +27,10 @@ from .tables import Col, Matrix
 METRICS = ("rouge_l", "bleu")
 
 
-def _common_seeds(grids: list[Grid], method: str, beam: int) -> list[int]:
-    sets = [{s for (m, b, s) in g.per_example if m == method and b == beam} for g in grids]
-    return sorted(set.intersection(*sets))
-
-
 def interaction(ref: Grid, tog: Grid, method: str, beam: int, metric: str) -> dict | None:
     """The toggle's change of `method`'s difference to baseline, over the seeds all four cells share."""
-    seeds = [s for s in _common_seeds([ref, tog], method, beam) if s in _common_seeds([ref, tog], BASELINE, beam)]
+    seeds = sorted(set(report.paired_seeds(ref.per_example, method, BASELINE, beam))
+                   & set(report.paired_seeds(tog.per_example, method, BASELINE, beam)))
     if not seeds:
         return None
     x_ref, x_tog = (_seed_matrix(g.per_example, method, beam, metric, seeds)

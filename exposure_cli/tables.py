@@ -18,7 +18,7 @@ import numpy as np
 from rich.table import Table
 
 from . import fileio, paper, rundir
-from .report import HEADERS, METRICS, WORD_METRICS
+from .report import HEADERS, METRICS, SECONDS, WORD_METRICS
 
 WORD_GROUP = "word-level Rouge (jieba)"
 INTERVAL_NOTE = ("95% interval from the seeds × test-examples variance components (seed-to-seed spread and the "
@@ -262,7 +262,7 @@ def runs_matrix(summary: dict, seconds: list[dict] | None = None) -> Matrix:
     cols += [Col(m, HEADERS[m], "number", "runs") for m in METRICS]
     cols += [Col("best_epoch", "best epoch", "int", "runs"), Col("dev_bleu", "dev BLEU", "number", "runs")]
     if seconds:
-        cols += [Col(k, k.replace("_", " "), "number", "runs") for k in ("train_seconds", "dev_seconds", "eval_seconds")]
+        cols += [Col(k, k.replace("_", " "), "number", "runs") for k in SECONDS]
     secs = {(s["method"], s["seed"]): s for s in seconds or []}
     rows = []
     for r in summary.get("runs", []):

@@ -76,12 +76,13 @@ def table(
 def _seconds(out_dir: Path) -> list[dict]:
     """Each finished run's wall-clock seconds, from its metrics.json (summary.json keeps none)."""
     from .. import fileio, rundir
+    from ..report import SECONDS
 
     out = []
     for run in rundir.finished_runs(out_dir):
         m = fileio.read_json(run / rundir.METRICS)
         out.append({"method": m.get("method"), "seed": m.get("seed"),
-                    **{k: m.get(k) for k in ("train_seconds", "dev_seconds", "eval_seconds")}})
+                    **{k: m.get(k) for k in SECONDS}})
     return out
 
 
