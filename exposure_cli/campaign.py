@@ -87,8 +87,8 @@ def cpu_hours(keep: Path) -> float:
     for run in rundir.finished_runs(keep):
         m = fileio.read_json(run / rundir.METRICS)
         seconds = run_seconds(m)
-        if (run / rundir.DIAGNOSTICS).exists():
-            seconds += float(fileio.read_json(run / rundir.DIAGNOSTICS).get("seconds") or 0)
+        if (path := rundir.kept(run, rundir.DIAGNOSTICS)).exists():
+            seconds += float(fileio.read_json(path).get("seconds") or 0)
         total += seconds * int(m.get("threads") or 1)
     return total / 3600
 

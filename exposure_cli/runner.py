@@ -21,7 +21,7 @@ import yaml
 from . import fileio, report, rundir, tables
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
-from .predictions import read_columns, write_predictions
+from .predictions import predictions_text, read_columns
 from .rundir import run_dir_name, run_path
 from .spec import Spec, method_label, spec_from_dict
 
@@ -160,19 +160,28 @@ def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
 def keep_run(run: Path, target: Path) -> list[Path]:
     """One finished run's small outputs copied to `target`: the predictions with their source column
     emptied (the sources are the test split's, line for line; the references and predictions are
-    what the scores come from), and metrics.json last, so that a kept run with metrics.json is whole."""
+    what the scores come from), those and the diagnostics gzipped (rundir.COMPRESSED), and
+    metrics.json last, so that a kept run with metrics.json is whole. `run` may itself be a kept run."""
     written = []
-    for path in sorted(run.glob(rundir.predictions("*"))):
-        cols = read_columns(path)
+    pattern = rundir.predictions("*")
+    for name in sorted({p.name.removesuffix(rundir.GZ) for p in [*run.glob(pattern), *run.glob(pattern + rundir.GZ)]}):
+        cols = read_columns(path := rundir.kept(run, name))
         if cols is None:
             raise UserError(f"{path}: no predictions header")
-        write_predictions(target / path.name, [""] * len(cols["reference"]), cols["reference"], cols["prediction"])
-        written.append(target / path.name)
+        written.append(_keep(target / name, predictions_text([""] * len(cols["reference"]), cols["reference"],
+                                                             cols["prediction"])))
     for name in sorted(KEPT, key=lambda n: n == rundir.METRICS):
-        if (run / name).exists():
-            fileio.write_text(target / name, fileio.read_text(run / name))
-            written.append(target / name)
+        if (path := rundir.kept(run, name)).exists():
+            written.append(_keep(target / name, fileio.read_text(path)))
     return written
+
+
+def _keep(path: Path, text: str) -> Path:
+    if not rundir.compressed(path.name):
+        return fileio.write_text(path, text)
+    (gz := path.with_name(path.name + rundir.GZ)).parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # an uncompressed copy kept by an older version
+    return fileio.write_gzip_text(gz, text)
 
 
 def is_kept(target: Path) -> bool:
@@ -185,7 +194,7 @@ def finish_run(run: Path, target: Path, device: torch.device | str = "cpu") -> N
     from . import diagnose as dg
     from .generate import load_run_spec
 
-    if not (run / rundir.DIAGNOSTICS).exists():
+    if not rundir.kept(run, rundir.DIAGNOSTICS).exists():
         spec, _ = load_run_spec(run)
         opts = dg.Options(beams=tuple(spec.decode.beams))
         dg.diagnose_run(dg.load_run_data(run, opts, torch.device(device)), opts)

@@ -13,6 +13,7 @@ from exposure_cli import campaign as cp
 from exposure_cli import diagnose as dg
 from exposure_cli import train as train_mod
 from exposure_cli.errors import UserError
+from exposure_cli.predictions import read_columns
 from exposure_cli.runner import rebuild_summary, run_spec
 from exposure_cli.spec import load_spec
 from grids import exposure, write_grid
@@ -44,8 +45,12 @@ def test_kept_runs_carry_their_diagnostics_and_are_never_run_again(tmp_path, spe
     for m in ("baseline", "random_replace"):
         for s in (0, 1):
             run = keep / m / f"seed{s}"
-            assert {"metrics.json", "diagnostics.json", "spec.yaml", "train.jsonl", "predictions.beam2.tsv"} <= \
-                {p.name for p in run.iterdir()}
+            assert {"metrics.json", "diagnostics.json.gz", "spec.yaml", "train.jsonl", "predictions.beam2.tsv.gz"} \
+                == {p.name for p in run.iterdir()} - {"predictions.beam1.tsv.gz"}
+            # gzipped, the kept predictions are the live run's but for the (test split's) sources
+            live_cols = read_columns(out / m / f"seed{s}" / "predictions.beam2.tsv")
+            kept_cols = read_columns(run / "predictions.beam2.tsv.gz")
+            assert kept_cols == {**live_cols, "source": [""] * len(live_cols["source"])}
             assert not any(p.suffix == ".pt" for p in run.iterdir())
             # the recorded diagnostics are what a fresh measurement of the live run gives
             live = dg.diagnose_run(dg.load_run_data(out / m / f"seed{s}", dg.Options(beams=(1, 2)), CPU),
@@ -78,7 +83,7 @@ def test_diagnose_recorded_aggregates_kept_runs_as_the_live_ones(tmp_path, spec)
         for d, stats in a["methods"][m]["values"].items():
             for k, cell in stats.items():
                 assert b["methods"][m]["values"][d][k]["per_seed"] == pytest.approx(cell["per_seed"], abs=1e-5)
-    (keep / "baseline" / "seed0" / "diagnostics.json").unlink()
+    (keep / "baseline" / "seed0" / "diagnostics.json.gz").unlink()
     r = exposure("diagnose", keep, "--recorded")
     assert r.returncode == 2 and "baseline/seed0: no diagnostics.json" in r.stderr and "Traceback" not in r.stderr
 
