@@ -8,8 +8,10 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 
 from exposure_cli import campaign as cp
+from exposure_cli import fileio
 from exposure_cli import diagnose as dg
 from exposure_cli import train as train_mod
 from exposure_cli.errors import UserError
@@ -195,3 +197,38 @@ def test_a_failed_run_stops_the_campaign_and_retry_failed_starts_it_over(tmp_pat
     assert again["verdict"] == "failed"  # still failed: failed.json stands until --retry-failed
     again = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, say=lambda _: None, retry_failed=True)
     assert again["verdict"] == "reached" and (keep / "random_replace" / "seed1" / "metrics.json").exists()
+
+
+def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(tmp_path, spec, monkeypatch):
+    """A leaderboard sharing the campaign's baseline runs: the identical runs (same everything but the
+    experiment's name, methods and seed list) are copied, not trained; a warm start starts from the
+    copied best.pt; a run that differs in one parameter trains."""
+    from dataclasses import replace
+
+    from exposure_cli.spec import MethodSpec
+
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    run_spec(spec, out, CPU, keep=keep)
+    other = replace(spec, name="board", methods=[
+        MethodSpec("baseline", {}), MethodSpec("random_replace", {"prob": 0.5, "pool": "target"}),  # the defaults
+        MethodSpec("random_replace", {"prob": 0.9}), MethodSpec("scst", {"samples": 1})])
+    calls = _count_runs(monkeypatch)
+    summary = run_spec(other, tmp_path / "board", CPU, keep=tmp_path / "board-kept", reuse=(out,))
+    assert sorted(calls) == [("random_replace", 0), ("random_replace", 1), ("scst", 0), ("scst", 1)]
+    for s in (0, 1):
+        for m in ("baseline", "random_replace"):
+            copied = tmp_path / "board-kept" / m / f"seed{s}"
+            assert fileio.read_json(copied / "metrics.json") == fileio.read_json(out / m / f"seed{s}" / "metrics.json")
+            assert yaml.safe_load((copied / "spec.yaml").read_text(encoding="utf-8"))["name"] == "board"
+        warm = fileio.read_json(tmp_path / "board" / "scst" / f"seed{s}" / "metrics.json")["warm_start"]
+        assert warm["from"] == str(tmp_path / "board" / "baseline" / f"seed{s}")
+    assert {r["method"] for r in summary["rows"]} >= {"baseline", "random_replace(prob=0.9)", "scst"}
+    # from a kept directory alone (no checkpoints): the copy goes to KEEP; a spec differing in the
+    # training (here the learning rate) shares no run with it
+    calls.clear()
+    run_spec(replace(other, name="board2", methods=[MethodSpec("baseline", {})]), tmp_path / "b2", CPU,
+             keep=tmp_path / "b2-kept", reuse=(keep,))
+    assert calls == [] and (tmp_path / "b2-kept" / "baseline" / "seed1" / "predictions.beam2.tsv.gz").exists()
+    changed = replace(other, name="board3", methods=[MethodSpec("baseline", {})], train=replace(spec.train, lr=1e-3))
+    run_spec(changed, tmp_path / "b3", CPU, keep=tmp_path / "b3-kept", reuse=(keep, out))
+    assert calls == [("baseline", 0), ("baseline", 1)]
