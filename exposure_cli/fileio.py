@@ -12,8 +12,8 @@ import io
 import json
 import os
 import struct
-import zlib
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
