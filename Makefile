@@ -81,10 +81,12 @@ cpu-tables: install
 # $(BOARD).wall (a resumed grid adds its sessions) and their sum is passed on. Baseline, random
 # replacement and the gradient penalty are the testbed campaign's runs of the same seeds (the same
 # spec but for its name and method list): `--reuse` copies them from the campaign's output directory
-# (with the checkpoints MRT and SCST start from) or, without it, from results/study-cpu.
+# (with the checkpoints MRT and SCST start from) or, without it, from results/study-cpu. Hours of
+# work: each kept run is committed as it finishes (BOARD_COMMIT= not to).
+BOARD_COMMIT ?= --commit
 leaderboard: install data
 	mkdir -p $(BOARD); s=$$(date +%s); $(EXPOSURE) run leaderboard.yaml --out $(BOARD) --jobs $(JOBS) \
-	  --keep results/leaderboard-runs $(addprefix --reuse ,$(wildcard $(STUDY)) results/study-cpu); rc=$$?; echo $$(( $$(date +%s) - s )) >> $(BOARD).wall; exit $$rc
+	  --keep results/leaderboard-runs $(addprefix --reuse ,$(wildcard $(STUDY)) results/study-cpu) $(BOARD_COMMIT); rc=$$?; echo $$(( $$(date +%s) - s )) >> $(BOARD).wall; exit $$rc
 	$(EXPOSURE) leaderboard results/leaderboard-runs --output-dir results --name leaderboard \
 	  --wall-seconds $$(awk '{s += $$1} END {print s}' $(BOARD).wall)
 

@@ -232,3 +232,31 @@ def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(
     changed = replace(other, name="board3", methods=[MethodSpec("baseline", {})], train=replace(spec.train, lr=1e-3))
     run_spec(changed, tmp_path / "b3", CPU, keep=tmp_path / "b3-kept", reuse=(keep, out))
     assert calls == [("baseline", 0), ("baseline", 1)]
+
+
+def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
+    """`exposure run --keep --commit --reuse`, as `make leaderboard` beside a campaign: one commit per
+    run trained, one for the runs --reuse copied into KEEP, nothing left uncommitted."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    first = write_grid(tmp_path, methods=("baseline",), seeds=(0, 1), epochs=1, train=48, bf16=False)
+    r = exposure("run", first, "--out", tmp_path / "a", "--keep", tmp_path / "a-kept", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    board = tmp_path / "board.yaml"
+    raw = yaml.safe_load(first.read_text(encoding="utf-8"))
+    board.write_text(yaml.safe_dump({**raw, "name": "board", "methods": ["baseline", "random_replace"]}), encoding="utf-8")
+    keep = repo / "results" / "board"
+    r = exposure("run", board, "--out", tmp_path / "b", "--keep", keep, "--reuse", tmp_path / "a-kept", "--commit",
+                 "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout.splitlines()
+    assert sorted(s.split(" kept")[0] for s in log if " seed " in s) == ["board: random_replace seed 0",
+                                                                          "board: random_replace seed 1"]
+    assert log[0] == "board: the kept runs (those --reuse copied, a rerun's)" and len(log) == 4
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert (keep / "baseline" / "seed1" / "metrics.json").exists()
+    r = exposure("run", board, "--commit")
+    assert r.returncode == 2 and "--commit: only with --keep" in r.stderr and "Traceback" not in r.stderr
