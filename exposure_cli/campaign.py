@@ -87,8 +87,8 @@ def cpu_hours(keep: Path) -> float:
     for run in rundir.finished_runs(keep):
         m = fileio.read_json(run / rundir.METRICS)
         seconds = run_seconds(m)
-        if (run / rundir.DIAGNOSTICS).exists():
-            seconds += float(fileio.read_json(run / rundir.DIAGNOSTICS).get("seconds") or 0)
+        if (path := rundir.kept(run, rundir.DIAGNOSTICS)).exists():
+            seconds += float(fileio.read_json(path).get("seconds") or 0)
         total += seconds * int(m.get("threads") or 1)
     return total / 3600
 
@@ -106,10 +106,11 @@ def verdict(rows: list[dict], goal: Goal, hours: float) -> str | None:
 
 class Committer:
     """Commits each kept run (and the campaign's state) to the git work tree KEEP lies in, one run
-    at a time, so that a campaign stopped anywhere loses at most the run under way."""
+    at a time, so that a campaign (or `exposure run --keep --commit`) stopped anywhere loses at most
+    the runs under way. Messages start with `prefix`."""
 
-    def __init__(self, keep: Path, say=print):
-        self.say = say
+    def __init__(self, keep: Path, say=print, prefix: str = "campaign"):
+        self.say, self.prefix = say, prefix
         keep.mkdir(parents=True, exist_ok=True)
         top = self._git(["rev-parse", "--show-toplevel"], keep)
         if top.returncode != 0:
@@ -131,7 +132,7 @@ class Committer:
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
-            self.commit(Path(task.keep), f"campaign: {task.label} seed {task.seed} kept ({finished_line(result)})")
+            self.commit(Path(task.keep), f"{self.prefix}: {task.label} seed {task.seed} kept ({finished_line(result)})")
 
 
 def finished_line(m: dict) -> str:

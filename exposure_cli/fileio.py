@@ -6,12 +6,14 @@ checksum, so damaged storage is noticed on load instead of resumed from.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import io
 import json
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -227,16 +229,26 @@ def torch_load(path, device="cpu", what: str = "checkpoint") -> Any:
 
 
 def read_text(path, what: str = "file") -> str:
-    """A UTF-8 text file, or a one-line UserError naming the path: missing, or not UTF-8 (and where)."""
+    """A UTF-8 text file (gunzipped when its name ends in .gz), or a one-line UserError naming the
+    path: missing, not gzip, or not UTF-8 (and where)."""
     from .errors import UserError
 
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        return (gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8")
     except (FileNotFoundError, IsADirectoryError):
         raise UserError(f"{path}: {what} not found") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UserError(f"{path}: {what} is not gzip-compressed whole ({e})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def write_gzip_text(path, text: str) -> Path:
+    """`text` gzipped into `path`, atomically; the same bytes for the same text (no timestamp in the
+    header), so that a kept file written twice does not show as changed in git."""
+    return write_bytes(path, gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
 
 
 def sha256_file(path) -> str:

@@ -178,7 +178,7 @@ def diagnostics(grid: Grid) -> tuple[dict | None, object]:
     from . import diagnose as dg
 
     paths = [p for r in grid.finished
-             if (p := rundir.run_path(grid.dir, r["method"], r["seed"]) / rundir.DIAGNOSTICS).is_file()]
+             if (p := rundir.kept(rundir.run_path(grid.dir, r["method"], r["seed"]), rundir.DIAGNOSTICS)).is_file()]
     if not paths:
         return None, None
     results = [dg.read_run_record(p, grid.labels) for p in paths]

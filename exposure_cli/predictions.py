@@ -20,9 +20,13 @@ def _one_line(text: str) -> str:
     return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
-def write_predictions(path: Path, sources: list[str], refs: list[str], preds: list[str]) -> None:
+def predictions_text(sources: list[str], refs: list[str], preds: list[str]) -> str:
     rows = ["\t".join(HEADER)] + ["\t".join(_one_line(x) for x in row) for row in zip(sources, refs, preds)]
-    fileio.write_text(path, "\n".join(rows) + "\n")
+    return "\n".join(rows) + "\n"
+
+
+def write_predictions(path: Path, sources: list[str], refs: list[str], preds: list[str]) -> None:
+    fileio.write_text(path, predictions_text(sources, refs, preds))
 
 
 def write_hypotheses(path: Path, hyps) -> None:

@@ -63,7 +63,7 @@ def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:
     scores = {}
     for r in finished:
         for beam in spec.decode.beams:
-            path = rundir.run_path(out_dir, r["method"], r["seed"]) / rundir.predictions(beam)
+            path = rundir.kept(rundir.run_path(out_dir, r["method"], r["seed"]), rundir.predictions(beam))
             cols = read_columns(path)
             if cols is None:
                 raise UserError(f"{path.parent}: {path.name} has no header")

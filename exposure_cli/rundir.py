@@ -15,6 +15,10 @@
       failed.json        written instead when the run diverged
       diagnostics.json   `exposure diagnose`'s measures of the run
 
+A kept run (`exposure run --keep`, runner.keep_run) holds metrics.json, spec.yaml, train.jsonl, and
+diagnostics.json and predictions.beam{k}.tsv gzipped (`.gz`): results/ keeps ~140 campaign runs, and
+those two are nine tenths of a run's bytes, a fifth of it compressed. `kept` finds either form.
+
 Every module that reads or writes one of these names it through here. No torch: the table and
 plot commands import it.
 """
@@ -36,6 +40,21 @@ DIAGNOSTICS = "diagnostics.json"
 CHECKSUMS = "checksums.json"  # sha256 of a finished run's outputs, checked whenever the grid is rerun
 SUMMARY = "summary.json"
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
+
+
+GZ = ".gz"
+COMPRESSED = (DIAGNOSTICS, "predictions.beam")  # what a kept run gzips (names that start so)
+
+
+def compressed(name: str) -> bool:
+    return name.startswith(COMPRESSED)
+
+
+def kept(run: Path, name: str) -> Path:
+    """The file `name` of a run: run/name, or its gzipped form run/name.gz when only that exists (a
+    kept run's); run/name when neither does, so that an error names the file expected."""
+    plain = Path(run) / name
+    return plain if plain.exists() or not (gz := plain.with_name(name + GZ)).exists() else gz
 
 
 def predictions(beam: int) -> str:

@@ -21,7 +21,7 @@ import yaml
 from . import fileio, report, rundir, tables
 from .errors import UserError
 from .executors import EXECUTORS, GridDisplay, RunTask
-from .predictions import read_columns, write_predictions
+from .predictions import predictions_text, read_columns
 from .rundir import run_dir_name, run_path
 from .spec import Spec, method_label, spec_from_dict
 
@@ -105,19 +105,24 @@ def clear_failed(tasks: list[RunTask]) -> list[str]:
 
 def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None, executor: str = "serial",
              threads: int = 0, retry_failed: bool = False, keep: Path | None = None, on_finished=None,
-             **executor_options) -> dict:
+             reuse: tuple[Path, ...] = (), **executor_options) -> dict:
     """Run the grid with the named executor and write the summary; returns it.
 
     With `keep`, each run's small outputs go to keep/<method>/seed<k>/ as soon as it finishes, its
     diagnostics measured first (`finish_run`); runs already there are not run again (they may have
     run on another machine), and the summary is the kept directory's. `on_finished(task, result)`
-    is called in this process as each run ends (the campaign commits there)."""
+    is called in this process as each run ends (the campaign commits there). Runs another experiment
+    already made are copied from the `reuse` directories instead of trained again (`reuse_runs`)."""
     with locked(out_dir):
         fileio.remove_temporaries(out_dir)  # what a killed runner left half-written; we hold the lock
         tasks = make_tasks(spec, out_dir, device, threads)
         if keep is not None:
             for t in tasks:
                 t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
+        for line in reuse_runs(spec, tasks, reuse):
+            if console is not None:
+                console.print(f"reused {line}", highlight=False)
+        if keep is not None:
             kept = {t.index for t in tasks if is_kept(Path(t.keep))}
             starts = {t.init_from for t in tasks if t.index not in kept}  # warm starts need best.pt
             tasks = [t for t in tasks if t.index not in kept or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
@@ -139,6 +144,62 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
     return summary
 
 
+# ----------------------------------------------------------- runs shared between experiments
+
+def run_identity(raw: dict) -> dict:
+    """What makes a run's spec.yaml this run, whichever experiment it ran in: all of it but the
+    experiment's name, its method list and its seed list; the run's own method with every parameter
+    (`random_replace` and `random_replace: {prob: 0.5}` are one run) and its seed."""
+    from dataclasses import asdict
+
+    from .methods import get_method
+
+    raw = {k: v for k, v in raw.items() if k not in ("name", "methods")}
+    raw["train"] = {k: v for k, v in (raw.get("train") or {}).items() if k != "seeds"}
+    (name, params), = raw["run"]["method"].items()
+    raw["run"] = {**raw["run"], "method": {name: asdict(get_method(name, params or {}))}}
+    return raw
+
+
+def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:
+    """Copy in, instead of training again, each run of the grid that another experiment already
+    finished with the same data, model, training, decoding, method and seed (`run_identity`): from a
+    run directory with its best.pt (an output directory: the whole run, so that a warm start can
+    start from it), else from a kept run into the task's keep directory. The copy's spec.yaml is this
+    experiment's. Returns a line per run copied."""
+    from .spec import MethodSpec
+    from .train import run_spec_text
+
+    lines = []
+    for t in tasks:
+        if not sources or is_kept(Path(t.dir)) or (t.keep and is_kept(Path(t.keep))):
+            continue
+        text = run_spec_text(spec, MethodSpec(t.method["name"], t.method["params"]), t.seed)
+        for src in sources:
+            cand = run_path(Path(src), t.label, t.seed)
+            if not is_kept(cand) or run_identity(yaml.safe_load(fileio.read_text(cand / rundir.SPEC))) != \
+                    run_identity(yaml.safe_load(text)):
+                continue
+            if (cand / rundir.BEST).exists():
+                _copy_run(cand, Path(t.dir), text)
+            elif t.keep:
+                keep_run(cand, Path(t.keep), spec_text=text)
+            else:
+                continue
+            lines.append(f"{t.label} seed {t.seed} from {cand}")
+            break
+    return lines
+
+
+def _copy_run(src: Path, dest: Path, spec_text: str) -> None:
+    """A finished run directory copied whole but for its resumption state, metrics.json last."""
+    skip = {rundir.LAST, rundir.PREVIOUS, rundir.STATUS, rundir.SPEC, rundir.METRICS}
+    for path in sorted(p for p in src.iterdir() if p.is_file() and p.name not in skip and not p.name.startswith(".")):
+        fileio.write_bytes(dest / path.name, path.read_bytes())
+    fileio.write_text(dest / rundir.SPEC, spec_text)
+    fileio.write_bytes(dest / rundir.METRICS, (src / rundir.METRICS).read_bytes())
+
+
 # ----------------------------------------------------------- tables without the checkpoints
 
 # What a finished run leaves that the tables, plots and `exposure power` need: its metrics, its
@@ -157,21 +218,33 @@ def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
     return [p for run in runs for p in keep_run(run, dest / run.relative_to(out_dir))]
 
 
-def keep_run(run: Path, target: Path) -> list[Path]:
+def keep_run(run: Path, target: Path, spec_text: str | None = None) -> list[Path]:
     """One finished run's small outputs copied to `target`: the predictions with their source column
     emptied (the sources are the test split's, line for line; the references and predictions are
-    what the scores come from), and metrics.json last, so that a kept run with metrics.json is whole."""
+    what the scores come from), those and the diagnostics gzipped (rundir.COMPRESSED), and
+    metrics.json last, so that a kept run with metrics.json is whole. `run` may itself be a kept run;
+    `spec_text` replaces its spec.yaml (a run reused by another experiment, `reuse_runs`)."""
     written = []
-    for path in sorted(run.glob(rundir.predictions("*"))):
-        cols = read_columns(path)
+    pattern = rundir.predictions("*")
+    for name in sorted({p.name.removesuffix(rundir.GZ) for p in [*run.glob(pattern), *run.glob(pattern + rundir.GZ)]}):
+        cols = read_columns(path := rundir.kept(run, name))
         if cols is None:
             raise UserError(f"{path}: no predictions header")
-        write_predictions(target / path.name, [""] * len(cols["reference"]), cols["reference"], cols["prediction"])
-        written.append(target / path.name)
+        written.append(_keep(target / name, predictions_text([""] * len(cols["reference"]), cols["reference"],
+                                                             cols["prediction"])))
     for name in sorted(KEPT, key=lambda n: n == rundir.METRICS):
-        if (run / name).exists():
-            fileio.write_text(target / name, fileio.read_text(run / name))
-            written.append(target / name)
+        if name == rundir.SPEC and spec_text is not None:
+            written.append(_keep(target / name, spec_text))
+        elif (path := rundir.kept(run, name)).exists():
+            written.append(_keep(target / name, fileio.read_text(path)))
+    return written
+
+
+def _keep(path: Path, text: str) -> Path:
+    if not rundir.compressed(path.name):
+        return fileio.write_text(path, text)
+    written = fileio.write_gzip_text(path.with_name(path.name + rundir.GZ), text)
+    path.unlink(missing_ok=True)  # an uncompressed copy kept by an older version
     return written
 
 
@@ -185,7 +258,7 @@ def finish_run(run: Path, target: Path, device: torch.device | str = "cpu") -> N
     from . import diagnose as dg
     from .generate import load_run_spec
 
-    if not (run / rundir.DIAGNOSTICS).exists():
+    if not rundir.kept(run, rundir.DIAGNOSTICS).exists():
         spec, _ = load_run_spec(run)
         opts = dg.Options(beams=tuple(spec.decode.beams))
         dg.diagnose_run(dg.load_run_data(run, opts, torch.device(device)), opts)

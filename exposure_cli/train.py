@@ -144,10 +144,14 @@ def autocast(run: Run, enabled: bool | None = None):
     return torch.autocast(run.device.type, dtype=run.amp.dtype, enabled=on)
 
 
+def run_spec_text(spec: Spec, method_spec: MethodSpec, seed: int) -> str:
+    """A run's spec.yaml: the experiment's resolved spec, plus this run's method and seed."""
+    return yaml.safe_dump({**spec.to_dict(), "run": {"method": {method_spec.name: method_spec.params}, "seed": seed}},
+                          allow_unicode=True, sort_keys=False)
+
+
 def write_run_spec(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path) -> None:
-    fileio.write_text(run_dir / rundir.SPEC, yaml.safe_dump(
-        {**spec.to_dict(), "run": {"method": {method_spec.name: method_spec.params}, "seed": seed}},
-        allow_unicode=True, sort_keys=False))
+    fileio.write_text(run_dir / rundir.SPEC, run_spec_text(spec, method_spec, seed))
 
 
 def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, device: torch.device,

@@ -8,11 +8,14 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 
 from exposure_cli import campaign as cp
+from exposure_cli import fileio
 from exposure_cli import diagnose as dg
 from exposure_cli import train as train_mod
 from exposure_cli.errors import UserError
+from exposure_cli.predictions import read_columns
 from exposure_cli.runner import rebuild_summary, run_spec
 from exposure_cli.spec import load_spec
 from grids import exposure, write_grid
@@ -44,8 +47,12 @@ def test_kept_runs_carry_their_diagnostics_and_are_never_run_again(tmp_path, spe
     for m in ("baseline", "random_replace"):
         for s in (0, 1):
             run = keep / m / f"seed{s}"
-            assert {"metrics.json", "diagnostics.json", "spec.yaml", "train.jsonl", "predictions.beam2.tsv"} <= \
-                {p.name for p in run.iterdir()}
+            assert {"metrics.json", "diagnostics.json.gz", "spec.yaml", "train.jsonl", "predictions.beam2.tsv.gz"} \
+                == {p.name for p in run.iterdir()} - {"predictions.beam1.tsv.gz"}
+            # gzipped, the kept predictions are the live run's but for the (test split's) sources
+            live_cols = read_columns(out / m / f"seed{s}" / "predictions.beam2.tsv")
+            kept_cols = read_columns(run / "predictions.beam2.tsv.gz")
+            assert kept_cols == {**live_cols, "source": [""] * len(live_cols["source"])}
             assert not any(p.suffix == ".pt" for p in run.iterdir())
             # the recorded diagnostics are what a fresh measurement of the live run gives
             live = dg.diagnose_run(dg.load_run_data(out / m / f"seed{s}", dg.Options(beams=(1, 2)), CPU),
@@ -78,7 +85,7 @@ def test_diagnose_recorded_aggregates_kept_runs_as_the_live_ones(tmp_path, spec)
         for d, stats in a["methods"][m]["values"].items():
             for k, cell in stats.items():
                 assert b["methods"][m]["values"][d][k]["per_seed"] == pytest.approx(cell["per_seed"], abs=1e-5)
-    (keep / "baseline" / "seed0" / "diagnostics.json").unlink()
+    (keep / "baseline" / "seed0" / "diagnostics.json.gz").unlink()
     r = exposure("diagnose", keep, "--recorded")
     assert r.returncode == 2 and "baseline/seed0: no diagnostics.json" in r.stderr and "Traceback" not in r.stderr
 
@@ -190,3 +197,66 @@ def test_a_failed_run_stops_the_campaign_and_retry_failed_starts_it_over(tmp_pat
     assert again["verdict"] == "failed"  # still failed: failed.json stands until --retry-failed
     again = cp.run_campaign(spec, tmp_path / "out", keep, goal, CPU, say=lambda _: None, retry_failed=True)
     assert again["verdict"] == "reached" and (keep / "random_replace" / "seed1" / "metrics.json").exists()
+
+
+def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(tmp_path, spec, monkeypatch):
+    """A leaderboard sharing the campaign's baseline runs: the identical runs (same everything but the
+    experiment's name, methods and seed list) are copied, not trained; a warm start starts from the
+    copied best.pt; a run that differs in one parameter trains."""
+    from dataclasses import replace
+
+    from exposure_cli.spec import MethodSpec
+
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    run_spec(spec, out, CPU, keep=keep)
+    other = replace(spec, name="board", methods=[
+        MethodSpec("baseline", {}), MethodSpec("random_replace", {"prob": 0.5, "pool": "target"}),  # the defaults
+        MethodSpec("random_replace", {"prob": 0.9}), MethodSpec("scst", {"samples": 1})])
+    calls = _count_runs(monkeypatch)
+    summary = run_spec(other, tmp_path / "board", CPU, keep=tmp_path / "board-kept", reuse=(out,))
+    assert sorted(calls) == [("random_replace", 0), ("random_replace", 1), ("scst", 0), ("scst", 1)]
+    for s in (0, 1):
+        for m in ("baseline", "random_replace"):
+            copied = tmp_path / "board-kept" / m / f"seed{s}"
+            assert fileio.read_json(copied / "metrics.json") == fileio.read_json(out / m / f"seed{s}" / "metrics.json")
+            assert yaml.safe_load((copied / "spec.yaml").read_text(encoding="utf-8"))["name"] == "board"
+        warm = fileio.read_json(tmp_path / "board" / "scst" / f"seed{s}" / "metrics.json")["warm_start"]
+        assert warm["from"] == str(tmp_path / "board" / "baseline" / f"seed{s}")
+    assert {r["method"] for r in summary["rows"]} >= {"baseline", "random_replace(prob=0.9)", "scst"}
+    # from a kept directory alone (no checkpoints): the copy goes to KEEP; a spec differing in the
+    # training (here the learning rate) shares no run with it
+    calls.clear()
+    run_spec(replace(other, name="board2", methods=[MethodSpec("baseline", {})]), tmp_path / "b2", CPU,
+             keep=tmp_path / "b2-kept", reuse=(keep,))
+    assert calls == [] and (tmp_path / "b2-kept" / "baseline" / "seed1" / "predictions.beam2.tsv.gz").exists()
+    changed = replace(other, name="board3", methods=[MethodSpec("baseline", {})], train=replace(spec.train, lr=1e-3))
+    run_spec(changed, tmp_path / "b3", CPU, keep=tmp_path / "b3-kept", reuse=(keep, out))
+    assert calls == [("baseline", 0), ("baseline", 1)]
+
+
+def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
+    """`exposure run --keep --commit --reuse`, as `make leaderboard` beside a campaign: one commit per
+    run trained, one for the runs --reuse copied into KEEP, nothing left uncommitted."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
+                 ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    first = write_grid(tmp_path, methods=("baseline",), seeds=(0, 1), epochs=1, train=48, bf16=False)
+    r = exposure("run", first, "--out", tmp_path / "a", "--keep", tmp_path / "a-kept", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    board = tmp_path / "board.yaml"
+    raw = yaml.safe_load(first.read_text(encoding="utf-8"))
+    board.write_text(yaml.safe_dump({**raw, "name": "board", "methods": ["baseline", "random_replace"]}), encoding="utf-8")
+    keep = repo / "results" / "board"
+    r = exposure("run", board, "--out", tmp_path / "b", "--keep", keep, "--reuse", tmp_path / "a-kept", "--commit",
+                 "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout.splitlines()
+    assert sorted(s.split(" kept")[0] for s in log if " seed " in s) == ["board: random_replace seed 0",
+                                                                          "board: random_replace seed 1"]
+    assert log[0] == "board: the kept runs (those --reuse copied, a rerun's)" and len(log) == 4
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert (keep / "baseline" / "seed1" / "metrics.json").exists()
+    r = exposure("run", board, "--commit")
+    assert r.returncode == 2 and "--commit: only with --keep" in r.stderr and "Traceback" not in r.stderr

@@ -83,3 +83,18 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_size(tmp_path, monkeypa
         fileio.write_bytes(tmp_path / "last.pt", b"x" * 2_000_000)
     monkeypatch.undo()
     assert [x.name for x in tmp_path.iterdir()] == ["last.pt"] and (tmp_path / "last.pt").read_bytes() == b"old"
+
+
+def test_gzipped_text_round_trips_with_the_same_bytes_and_a_cut_one_is_one_line(tmp_path):
+    import gzip
+
+    text = "source\treference\tprediction\n\t深度卷积\t基于遮挡\n" * 50
+    a = fileio.write_gzip_text(tmp_path / "a.tsv.gz", text)
+    assert gzip.decompress(a.read_bytes()).decode("utf-8") == text == fileio.read_text(a)  # gzip's own reading
+    assert a.read_bytes()[4:8] == bytes(4)  # no timestamp (RFC 1952 MTIME): kept twice, git sees no change
+    (tmp_path / "cut.tsv.gz").write_bytes(a.read_bytes()[:-9])
+    with pytest.raises(UserError, match=r"cut\.tsv\.gz: file is not gzip-compressed whole"):
+        fileio.read_text(tmp_path / "cut.tsv.gz")
+    (tmp_path / "plain.tsv.gz").write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=r"plain\.tsv\.gz: file is not gzip-compressed whole"):
+        fileio.read_text(tmp_path / "plain.tsv.gz")

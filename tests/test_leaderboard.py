@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exposure_cli import diagnose as dg
-from exposure_cli import fileio, leaderboard as lb, report, stats
+from exposure_cli import fileio, leaderboard as lb, report, rundir, stats
 from exposure_cli.cli import app
 from exposure_cli.metrics import study_scores
 from exposure_cli.predictions import write_predictions
@@ -70,8 +70,8 @@ def write_runs(root: Path, diagnosed=("baseline", "random_replace")) -> Path:
                                          "train_seconds": SECONDS["baseline"][k], "dev_seconds": 1.0, "epochs": 1}
             fileio.write_json(d / "metrics.json", metrics)
             if method in diagnosed:
-                src = ROOT / "results" / "csl-cpu" / method / f"seed{seed}" / "diagnostics.json"
-                fileio.write_text(d / "diagnostics.json", src.read_text(encoding="utf-8"))
+                src = rundir.kept(ROOT / "results" / "csl-cpu" / method / f"seed{seed}", "diagnostics.json")
+                fileio.write_text(d / "diagnostics.json", fileio.read_text(src))
     return root
 
 
@@ -190,7 +190,7 @@ def test_a_warm_started_run_without_its_record_is_not_recorded(tmp_path):
 
 
 def test_diagnostics_are_diagnose_aggregate_and_missing_ones_say_not_measured(kept, board):
-    records = sorted((ROOT / "results" / "csl-cpu").glob("*/seed*/diagnostics.json"))
+    records = sorted((ROOT / "results" / "csl-cpu").glob("*/seed*/diagnostics.json*"))
     results = [dg.read_run_record(p, list(CORRECT)) for p in records if p.parts[-3] in ("baseline", "random_replace")]
     agg = dg.aggregate(results, dg.options_from_record(results[0].record["options"]))
     rr = _entry(board, "random_replace")["diagnostics"]
@@ -208,7 +208,7 @@ def test_diagnostics_are_diagnose_aggregate_and_missing_ones_say_not_measured(ke
 def test_kept_records_rebuild_the_committed_diagnostics_aggregate():
     """The per-run records `exposure keep` kept give back results/csl-cpu-diagnostics.json (the
     comparison `exposure diagnose` wrote while the checkpoints existed), to the 6 digits kept."""
-    paths = sorted((ROOT / "results" / "csl-cpu").glob("*/seed*/diagnostics.json"))
+    paths = sorted((ROOT / "results" / "csl-cpu").glob("*/seed*/diagnostics.json*"))
     results = [dg.read_run_record(p, ["baseline", "random_replace", "gradient_penalty"]) for p in paths]
     agg = dg.aggregate(results, dg.options_from_record(results[0].record["options"]))
     ref = json.loads((ROOT / "results" / "csl-cpu-diagnostics.json").read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bootstrap import paired_bootstrap
 from exposure_cli import metrics
 from exposure_cli.cli import app
 
@@ -192,12 +193,12 @@ def test_bootstrap_interval_has_the_width_of_the_mean_s_sampling_distribution():
     n = 2000
     a = np.zeros(n)
     b = rng.choice([-0.01, 0.01], size=n)  # scores in [0, 1]: ±1 point
-    out = metrics.paired_bootstrap(a, b, n_resamples=2000, seed=3)
+    out = paired_bootstrap(a, b, n_resamples=2000, seed=3)
     half = 1.96 / np.sqrt(n)
     assert out["diff"] == pytest.approx(b.mean() * 100)
     assert out["hi"] - out["lo"] == pytest.approx(2 * half, rel=0.1)
     assert out["lo"] < out["diff"] < out["hi"]
-    same = metrics.paired_bootstrap(a, a, n_resamples=200)
+    same = paired_bootstrap(a, a, n_resamples=200)
     assert (same["lo"], same["hi"], same["significant"]) == (0.0, 0.0, False)
 
 
@@ -205,10 +206,10 @@ def test_bootstrap_detects_clear_improvement_deterministically():
     rng = np.random.default_rng(2)
     a = rng.random(300) * 0.5
     b = a + 0.1 + rng.normal(0, 0.02, 300)
-    out = metrics.paired_bootstrap(a, b, n_resamples=500, seed=7)
+    out = paired_bootstrap(a, b, n_resamples=500, seed=7)
     true = (b.mean() - a.mean()) * 100
     assert out["significant"] and out["lo"] <= true <= out["hi"] and out["diff"] == pytest.approx(true)
-    assert out == metrics.paired_bootstrap(a, b, n_resamples=500, seed=7)
+    assert out == paired_bootstrap(a, b, n_resamples=500, seed=7)
 
 
 runner = CliRunner()

@@ -13,7 +13,8 @@ import pytest
 import torch
 from scipy import stats as sp
 
-from exposure_cli import metrics, stats
+from bootstrap import paired_bootstrap
+from exposure_cli import stats
 from exposure_cli.spec import MethodSpec
 
 N = 498  # CSL's test titles
@@ -80,13 +81,13 @@ def test_the_vectorised_intervals_are_stats_interval():
 
 
 def test_pooled_analytic_interval_agrees_with_todays_bootstrap():
-    """pooled_intervals stands for report's old pooled add_bootstrap (metrics.paired_bootstrap over the
+    """pooled_intervals stands for report's old pooled add_bootstrap (the paired bootstrap of tests/bootstrap.py over the
     concatenated seeds): its ends agree within a tenth of the half-width."""
     x = simulate(*SCENARIOS["seed-dominated"], 3, np.random.default_rng(2), experiments=4)
     lo, hi = pooled_intervals(x)
     for k in range(4):
         base = np.zeros(x[k].size)
-        b = metrics.paired_bootstrap(base, x[k].reshape(-1) / 100, n_resamples=4000, seed=k)
+        b = paired_bootstrap(base, x[k].reshape(-1) / 100, n_resamples=4000, seed=k)
         half = (hi[k] - lo[k]) / 2
         assert b["lo"] == pytest.approx(lo[k], abs=0.1 * half) and b["hi"] == pytest.approx(hi[k], abs=0.1 * half)
 

@@ -101,9 +101,9 @@ def _report(out_dir: Path, results: list, opts, as_json: bool) -> None:
 
 def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
     from .. import diagnose as dg
-    from ..rundir import DIAGNOSTICS
+    from ..rundir import DIAGNOSTICS, kept
 
-    missing = [str(r) for r in runs if not (r / DIAGNOSTICS).exists()]
+    missing = [str(r) for r in runs if not kept(r, DIAGNOSTICS).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no {DIAGNOSTICS} ({len(missing)} run(s) without one); --recorded reads "
                         "what `exposure diagnose` or `exposure run --keep` measured")

@@ -62,6 +62,14 @@ def run(
                                         "its checkpoint exists) and copy its small outputs to KEEP/<method>/seed<k>/ "
                                         "(`exposure keep`); runs already kept there are not run again, and the "
                                         "summary is KEEP's."),
+    reuse: list[Path] = typer.Option([], "--reuse", help="Another experiment's output directory (with its "
+                                     "checkpoints, so that a warm start can start from them) or kept directory "
+                                     "(with --keep): each of its finished runs with the same data, model, training, "
+                                     "decoding, method and seed as one of this grid's is copied instead of trained "
+                                     "again (repeatable; the first directory that has the run gives it)."),
+    commit: bool = typer.Option(False, "--commit", help="With --keep: git-commit each run to the work tree KEEP "
+                                "lies in as it is kept, and the runs --reuse copied there, so that a grid of many "
+                                "hours stopped anywhere loses at most the runs under way."),
 ):
     """Run every method × seed of a spec, then write summary.json, table.md and table.csv.
 
@@ -99,7 +107,22 @@ def run(
         require_gpu(s, dev, device, n)
     console.print(f"[bold]{s.name}[/]: {len(s.methods)} method(s) × {len(s.train.seeds)} seed(s) on {dev}{' (each Ray worker resolves it)' if name == 'ray' else ''} → {out_dir}"
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
-    summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, keep=keep, **options)
+    on_finished = None
+    if commit:
+        from ..campaign import Committer
+
+        if keep is None:
+            raise UserError("--commit: only with --keep (it commits the kept runs)")
+        committer = Committer(keep, lambda text: err_console.print(text, highlight=False), prefix=s.name)
+        on_finished = committer.run_finished
+    for src in reuse:
+        if not src.is_dir():
+            raise UserError(f"--reuse {src}: not a directory (expected an output or kept directory of another "
+                            "experiment, <method>/seed<k>/ inside)")
+    summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, keep=keep,
+                       reuse=tuple(reuse), on_finished=on_finished, **options)
+    if commit:
+        committer.commit(keep, f"{s.name}: the kept runs (those --reuse copied, a rerun's)")
     console.print(tables.rich_table(tables.summary_matrix(summary)))
     if summary.get("failed"):
         for f in summary["failed"]:

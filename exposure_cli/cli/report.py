@@ -119,9 +119,11 @@ def keep(
 ):
     """Copy each finished run's small outputs to DEST, so that the tables rebuild without checkpoints.
 
-    Per run (<method>/seed<k>/): metrics.json, spec.yaml, train.jsonl and predictions.beam<k>.tsv with
-    the source column emptied (the sources are the test split's, line for line). `exposure table DEST`,
-    `plot`, `compare` and `power` then summarise DEST afresh from them. A few MB per 3 × 3 grid."""
+    Per run (<method>/seed<k>/): metrics.json, spec.yaml, train.jsonl, and diagnostics.json (where
+    `exposure diagnose` measured it) and predictions.beam<k>.tsv with the source column emptied (the
+    sources are the test split's, line for line), those two gzipped. `exposure table DEST`, `plot`,
+    `compare`, `power` and `diagnose --recorded` then summarise DEST afresh from them. About 130 KB a
+    run. DEST may be RUN_DIR itself, or a directory an older version kept: it is compressed in place."""
     from ..runner import keep_small_outputs
 
     if not run_dir.is_dir():

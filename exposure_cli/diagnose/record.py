@@ -64,7 +64,7 @@ def recorded_result(run_dir: Path) -> RunResult:
     from ..generate import load_run_spec
 
     methods = [method_label(m) for m in load_run_spec(run_dir)[0].methods] if (run_dir / rundir.SPEC).exists() else []
-    return read_run_record(run_dir / rundir.DIAGNOSTICS, methods)
+    return read_run_record(rundir.kept(run_dir, rundir.DIAGNOSTICS), methods)
 
 
 def write_run_record(path: Path, record: dict) -> None:

@@ -66,7 +66,7 @@ def _test_examples(run_dir: Path, tok, beams: list[int], limit: int | None):
     sources = refs = None
     outputs, preds = {}, {}
     for b in beams:
-        path = run_dir / rundir.predictions(b)
+        path = rundir.kept(run_dir, rundir.predictions(b))
         cols = read_columns(path)
         if cols is None:
             raise UserError(f"{path}: expected a predictions TSV (header source, reference, prediction)")
