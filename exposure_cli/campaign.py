@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import fileio, rundir, stats
 from .errors import UserError
-from .report import run_seconds
+from .report import outcome_line, run_seconds
 from .runner import is_kept, rebuild_summary, run_spec
 from .rundir import run_path
 from .spec import Spec, method_label
@@ -132,11 +132,7 @@ class Committer:
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
-            self.commit(Path(task.keep), f"{self.prefix}: {task.label} seed {task.seed} kept ({finished_line(result)})")
-
-
-def finished_line(m: dict) -> str:
-    return f"{m.get('epochs')} epochs, best {m.get('best_epoch')}, {run_seconds(m) / 60:.1f} min"
+            self.commit(Path(task.keep), f"{self.prefix}: {task.label} seed {task.seed} kept ({outcome_line(result)})")
 
 
 def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
@@ -146,12 +142,6 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
     if not any(method_label(m) == "baseline" for m in spec.methods) or len(spec.methods) < 2:
         raise UserError("methods: a campaign needs baseline and at least one other method (it measures differences)")
     committer = Committer(keep, say) if commit else None
-
-    def finished(task, result: dict) -> None:  # a line per run in the log (the progress bars need a terminal)
-        say(f"  {task.label} seed {task.seed}: " + (f"failed ({result['failed'].get('reason')})" if "failed" in result
-                                                     else f"kept ({finished_line(result)})"))
-        if committer:
-            committer.run_finished(task, result)
 
     summary = None  # KEEP's, as the last block's run_spec left it (None: read KEEP)
     while True:
@@ -171,7 +161,7 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
         block.train.seeds = block_seeds(spec, goal, b)
         say(f"block {b + 1}: seeds {block.train.seeds[0]}-{block.train.seeds[-1]}")
         summary = run_spec(block, out, device, console, executor, threads, retry_failed, keep=keep,
-                           on_finished=finished, **executor_options)
+                           on_finished=committer.run_finished if committer else None, **executor_options)
         if summary.get("failed"):
             status["verdict"] = "failed"
             status["failed"] = summary["failed"]

@@ -3,6 +3,7 @@ run again) and `exposure campaign` (blocks of seeds until the differences' half-
 resumable from the kept runs alone, committed run by run)."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -245,6 +246,9 @@ def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
     first = write_grid(tmp_path, methods=("baseline",), seeds=(0, 1), epochs=1, train=48, bf16=False)
     r = exposure("run", first, "--out", tmp_path / "a", "--keep", tmp_path / "a-kept", "--threads", "1")
     assert r.returncode == 0, r.stderr
+    # into a log (not a terminal) a line per run as it ends: the bars draw only at the end there
+    for s in (0, 1):
+        assert re.search(rf"^baseline seed {s}: 1 epochs, best 1, \d+\.\d min \[\d/2 runs\]$", r.stdout, re.M), r.stdout
     board = tmp_path / "board.yaml"
     raw = yaml.safe_load(first.read_text(encoding="utf-8"))
     board.write_text(yaml.safe_dump({**raw, "name": "board", "methods": ["baseline", "random_replace"]}), encoding="utf-8")
