@@ -76,19 +76,17 @@ cpu-tables: install
 # 1-3, MRT and SCST fine-tuning each seed's baseline. `exposure run --keep` diagnoses every run while
 # its checkpoint exists and keeps its small outputs in results/leaderboard-runs/ as it finishes (a
 # rerun, also elsewhere, goes on from there), and `exposure leaderboard` writes
-# results/leaderboard.{md,json,png} from them. The runs record only their own seconds, so the
-# grid's wall time is measured here: each `exposure run` invocation's seconds are appended to
-# $(BOARD).wall (a resumed grid adds its sessions) and their sum is passed on. Baseline, random
+# results/leaderboard.{md,json,png} from them, with the grid's wall time over all its sessions
+# (results/leaderboard-runs/wall.json, which `exposure run` keeps as it goes). Baseline, random
 # replacement and the gradient penalty are the testbed campaign's runs of the same seeds (the same
 # spec but for its name and method list): `--reuse` copies them from the campaign's output directory
 # (with the checkpoints MRT and SCST start from) or, without it, from results/study-cpu. Hours of
 # work: each kept run is committed as it finishes (BOARD_COMMIT= not to).
 BOARD_COMMIT ?= --commit
 leaderboard: install data
-	mkdir -p $(BOARD); s=$$(date +%s); $(EXPOSURE) run leaderboard.yaml --out $(BOARD) --jobs $(JOBS) \
-	  --keep results/leaderboard-runs $(addprefix --reuse ,$(wildcard $(STUDY)) results/study-cpu) $(BOARD_COMMIT); rc=$$?; echo $$(( $$(date +%s) - s )) >> $(BOARD).wall; exit $$rc
-	$(EXPOSURE) leaderboard results/leaderboard-runs --output-dir results --name leaderboard \
-	  --wall-seconds $$(awk '{s += $$1} END {print s}' $(BOARD).wall)
+	$(EXPOSURE) run leaderboard.yaml --out $(BOARD) --jobs $(JOBS) --keep results/leaderboard-runs \
+	  $(addprefix --reuse ,$(wildcard $(STUDY)) results/study-cpu) $(BOARD_COMMIT)
+	$(EXPOSURE) leaderboard results/leaderboard-runs --output-dir results --name leaderboard
 
 # The testbed campaign (issue 22; docs/cpu-profile.md, docs/results.md): CSL in the study's training
 # regime (experiments/study-cpu.yaml), baseline, random replacement (both pools) and the gradient

@@ -110,7 +110,7 @@ class Committer:
     the runs under way. Messages start with `prefix`."""
 
     def __init__(self, keep: Path, say=print, prefix: str = "campaign"):
-        self.say, self.prefix = say, prefix
+        self.say, self.prefix, self.keep = say, prefix, keep
         keep.mkdir(parents=True, exist_ok=True)
         top = self._git(["rev-parse", "--show-toplevel"], keep)
         if top.returncode != 0:
@@ -122,13 +122,17 @@ class Committer:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
 
     def commit(self, path: Path, message: str) -> None:
-        rel = str(Path(path).resolve().relative_to(self.root.resolve()))
-        self._git(["add", "--", rel], self.root)
-        if self._git(["diff", "--cached", "--quiet", "--", rel], self.root).returncode == 0:
+        """Commit `path` and KEEP's wall clock (the grid's wall time so far), whichever changed."""
+        paths = [p for p in (Path(path), self.keep / rundir.WALL) if p.exists()]
+        rel = [str(p.resolve().relative_to(self.root.resolve())) for p in paths]
+        if not rel:
+            return
+        self._git(["add", "--", *rel], self.root)
+        if self._git(["diff", "--cached", "--quiet", "--", *rel], self.root).returncode == 0:
             return  # nothing new
-        done = self._git(["commit", "-q", "-m", message, "--", rel], self.root)
+        done = self._git(["commit", "-q", "-m", message, "--", *rel], self.root)
         if done.returncode != 0:
-            self.say(f"warning: git commit of {rel} failed ({done.stderr.strip()}); the files are on disk")
+            self.say(f"warning: git commit of {' '.join(rel)} failed ({done.stderr.strip()}); the files are on disk")
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
