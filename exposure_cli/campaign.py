@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import fileio, rundir, stats
 from .errors import UserError
-from .report import run_seconds
+from .report import outcome_line, run_seconds
 from .runner import is_kept, rebuild_summary, run_spec
 from .rundir import run_path
 from .spec import Spec, method_label
@@ -110,7 +110,7 @@ class Committer:
     the runs under way. Messages start with `prefix`."""
 
     def __init__(self, keep: Path, say=print, prefix: str = "campaign"):
-        self.say, self.prefix = say, prefix
+        self.say, self.prefix, self.keep = say, prefix, keep
         keep.mkdir(parents=True, exist_ok=True)
         top = self._git(["rev-parse", "--show-toplevel"], keep)
         if top.returncode != 0:
@@ -122,21 +122,21 @@ class Committer:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
 
     def commit(self, path: Path, message: str) -> None:
-        rel = str(Path(path).resolve().relative_to(self.root.resolve()))
-        self._git(["add", "--", rel], self.root)
-        if self._git(["diff", "--cached", "--quiet", "--", rel], self.root).returncode == 0:
+        """Commit `path` and KEEP's wall clock (the grid's wall time so far), whichever changed."""
+        paths = [p for p in (Path(path), self.keep / rundir.WALL) if p.exists()]
+        rel = [str(p.resolve().relative_to(self.root.resolve())) for p in paths]
+        if not rel:
+            return
+        self._git(["add", "--", *rel], self.root)
+        if self._git(["diff", "--cached", "--quiet", "--", *rel], self.root).returncode == 0:
             return  # nothing new
-        done = self._git(["commit", "-q", "-m", message, "--", rel], self.root)
+        done = self._git(["commit", "-q", "-m", message, "--", *rel], self.root)
         if done.returncode != 0:
-            self.say(f"warning: git commit of {rel} failed ({done.stderr.strip()}); the files are on disk")
+            self.say(f"warning: git commit of {' '.join(rel)} failed ({done.stderr.strip()}); the files are on disk")
 
     def run_finished(self, task, result: dict) -> None:
         if "failed" not in result and task.keep and is_kept(Path(task.keep)):
-            self.commit(Path(task.keep), f"{self.prefix}: {task.label} seed {task.seed} kept ({finished_line(result)})")
-
-
-def finished_line(m: dict) -> str:
-    return f"{m.get('epochs')} epochs, best {m.get('best_epoch')}, {run_seconds(m) / 60:.1f} min"
+            self.commit(Path(task.keep), f"{self.prefix}: {task.label} seed {task.seed} kept ({outcome_line(result)})")
 
 
 def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=None, executor: str = "serial",
@@ -146,12 +146,6 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
     if not any(method_label(m) == "baseline" for m in spec.methods) or len(spec.methods) < 2:
         raise UserError("methods: a campaign needs baseline and at least one other method (it measures differences)")
     committer = Committer(keep, say) if commit else None
-
-    def finished(task, result: dict) -> None:  # a line per run in the log (the progress bars need a terminal)
-        say(f"  {task.label} seed {task.seed}: " + (f"failed ({result['failed'].get('reason')})" if "failed" in result
-                                                     else f"kept ({finished_line(result)})"))
-        if committer:
-            committer.run_finished(task, result)
 
     summary = None  # KEEP's, as the last block's run_spec left it (None: read KEEP)
     while True:
@@ -171,7 +165,7 @@ def run_campaign(spec: Spec, out: Path, keep: Path, goal: Goal, device, console=
         block.train.seeds = block_seeds(spec, goal, b)
         say(f"block {b + 1}: seeds {block.train.seeds[0]}-{block.train.seeds[-1]}")
         summary = run_spec(block, out, device, console, executor, threads, retry_failed, keep=keep,
-                           on_finished=finished, **executor_options)
+                           on_finished=committer.run_finished if committer else None, **executor_options)
         if summary.get("failed"):
             status["verdict"] = "failed"
             status["failed"] = summary["failed"]

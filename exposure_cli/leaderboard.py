@@ -352,10 +352,17 @@ def matrix(board: dict) -> Matrix:
     return Matrix(f"{board['name']}: the leaderboard", cols, rows, notes)
 
 
+def recorded_wall(source: Path) -> float | None:
+    """The wall time `exposure run` recorded for the grid over all its invocations (rundir.WALL), or None."""
+    path = Path(source) / rundir.WALL
+    return float(fileio.read_json(path)["seconds"]) if path.exists() else None
+
+
 def grid_text(board: dict) -> str:
     """The grid's facts under the tables: seeds, runs, test examples, time."""
-    wall = (f"{_hours(board['wall_seconds'])} (--wall-seconds: `make leaderboard` sums its `exposure run` sessions)"
-            if board["wall_seconds"] is not None else "not given (--wall-seconds)")
+    wall = (f"{_hours(board['wall_seconds'])} (every `exposure run` invocation on the grid, stopped time not "
+            "counted; runs copied with --reuse cost none of it)"
+            if board["wall_seconds"] is not None else "not recorded (no wall.json; --wall-seconds)")
     return (f"Grid: `{board['name']}` from `{board['source']}`, seeds {', '.join(map(str, board['seeds']))}, beams "
             f"{', '.join(map(str, board['beams']))}, {board['test_examples']} test examples; {board['runs']} finished "
             f"runs, {board['failed_runs']} failed. Wall time of the grid: {wall}. Σ run seconds (training, dev and "

@@ -58,6 +58,13 @@ def run_seconds(metrics: dict) -> float:
                and math.isfinite(v))
 
 
+def outcome_line(result: dict) -> str:
+    """How a run ended, in a few words: `failed (reason)`, or its epochs, best epoch and minutes."""
+    if "failed" in result:
+        return f"failed ({result['failed'].get('reason')})"
+    return f"{result.get('epochs')} epochs, best {result.get('best_epoch')}, {run_seconds(result) / 60:.1f} min"
+
+
 def per_example_scores(out_dir: Path, spec: Spec, finished: list[dict]) -> dict:
     """(method, beam, seed) → per-example study scores, recomputed from the predictions files."""
     scores = {}

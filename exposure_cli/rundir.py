@@ -1,6 +1,7 @@
 """The layout of an experiment's output directory, in one place.
 
     OUT/summary.json, table.md, table.csv     the grid's summary and its tables
+    OUT/wall.json (KEEP/wall.json with --keep)  its wall time so far, over every invocation
     OUT/<method>/seed<N>/                     one run (`run_path`), a unit of resumable work:
       spec.yaml          the resolved spec of the experiment, plus this run's method and seed
       vocab.txt          the run's tokenizer vocabulary
@@ -39,6 +40,7 @@ FAILED = "failed.json"
 DIAGNOSTICS = "diagnostics.json"
 CHECKSUMS = "checksums.json"  # sha256 of a finished run's outputs, checked whenever the grid is rerun
 SUMMARY = "summary.json"
+WALL = "wall.json"  # the grid's wall time so far, over every `exposure run` on it (runner.wall_clock)
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 

@@ -12,6 +12,8 @@ import os
 import shutil
 import socket
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -129,7 +131,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if retry_failed:
             clear_failed(tasks)
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
-        with GridDisplay(tasks, console, on_finished) as display:
+        with wall_clock(Path(keep or out_dir) / rundir.WALL), GridDisplay(tasks, console, on_finished) as display:
             done = {t.index: r for stage in stages(tasks) for t, r in zip(stage, runner.run(stage, display))}
         results = [done[t.index] for t in tasks]
         if keep is not None and any(Path(keep).glob(f"*/seed*/{rundir.METRICS}")):
@@ -142,6 +144,51 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         report.write_summary(out_dir, summary)
         tables.write_tables(out_dir, summary)
     return summary
+
+
+# ----------------------------------------------------------- the grid's wall time
+
+WALL_TICK = 5.0  # seconds between the clock's ticks
+WALL_WRITE = 30.0  # seconds between writes: a killed grid loses at most this much of its time
+
+
+def wall_tick(gap: float, tick: float = WALL_TICK) -> float:
+    """The wall time one tick adds: the gap since the last one, or one tick when the gap is much
+    longer (the process was stopped — SIGSTOP, a suspended machine — and did no work meanwhile)."""
+    return gap if gap <= 4 * tick else tick
+
+
+@contextmanager
+def wall_clock(path: Path, tick: float = WALL_TICK, write_every: float = WALL_WRITE, clock=time.monotonic):
+    """Add this invocation's wall time to `path` ({"seconds", "invocations"}): a grid that takes
+    several sessions, each ended by a kill, still knows what it took. A background thread ticks; the
+    file is rewritten every `write_every` seconds and at the end."""
+    state = fileio.read_json(path) if path.exists() else {}
+    state = {"seconds": float(state.get("seconds") or 0), "invocations": int(state.get("invocations") or 0) + 1}
+    stop, last = threading.Event(), [clock()]
+
+    def advance() -> None:
+        now = clock()
+        state["seconds"] = round(state["seconds"] + wall_tick(now - last[0], tick), 3)
+        last[0] = now
+
+    def loop() -> None:
+        written = clock()
+        while not stop.wait(tick):
+            advance()
+            if clock() - written >= write_every:
+                fileio.write_json(path, state)
+                written = clock()
+
+    thread = threading.Thread(target=loop, name="wall-clock", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join()
+        advance()
+        fileio.write_json(path, state)
 
 
 # ----------------------------------------------------------- runs shared between experiments

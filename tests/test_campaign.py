@@ -3,6 +3,7 @@ run again) and `exposure campaign` (blocks of seeds until the differences' half-
 resumable from the kept runs alone, committed run by run)."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -245,6 +246,9 @@ def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
     first = write_grid(tmp_path, methods=("baseline",), seeds=(0, 1), epochs=1, train=48, bf16=False)
     r = exposure("run", first, "--out", tmp_path / "a", "--keep", tmp_path / "a-kept", "--threads", "1")
     assert r.returncode == 0, r.stderr
+    # into a log (not a terminal) a line per run as it ends: the bars draw only at the end there
+    for s in (0, 1):
+        assert re.search(rf"^baseline seed {s}: 1 epochs, best 1, \d+\.\d min \[\d/2 runs\]$", r.stdout, re.M), r.stdout
     board = tmp_path / "board.yaml"
     raw = yaml.safe_load(first.read_text(encoding="utf-8"))
     board.write_text(yaml.safe_dump({**raw, "name": "board", "methods": ["baseline", "random_replace"]}), encoding="utf-8")
@@ -260,3 +264,27 @@ def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
     assert (keep / "baseline" / "seed1" / "metrics.json").exists()
     r = exposure("run", board, "--commit")
     assert r.returncode == 2 and "--commit: only with --keep" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_wall_clock_counts_running_time_across_invocations_but_not_a_stop(tmp_path):
+    """runner.wall_clock on a clock the test moves: 0.3 s running, then a jump of 100 s while "stopped"
+    (what SIGSTOP or a suspended machine looks like to the clock thread), then 0.3 s more. The file
+    is on disk while the grid runs (a kill keeps it), and a second invocation adds to it."""
+    import time
+
+    from exposure_cli.runner import wall_clock, wall_tick
+
+    assert wall_tick(3.0, tick=5.0) == 3.0 and wall_tick(20.0, tick=5.0) == 20.0 and wall_tick(21.0, tick=5.0) == 5.0
+    offset, path = [0.0], tmp_path / "wall.json"
+    clock = lambda: time.monotonic() + offset[0]  # noqa: E731
+    with wall_clock(path, tick=0.02, write_every=0.05, clock=clock):
+        time.sleep(0.3)
+        assert 0.1 < fileio.read_json(path)["seconds"] < 0.4  # written while running
+        offset[0] += 100.0
+        time.sleep(0.3)
+    first = fileio.read_json(path)
+    assert 0.5 < first["seconds"] < 0.9 and first["invocations"] == 1
+    with wall_clock(path, tick=0.02, write_every=0.05, clock=clock):
+        time.sleep(0.2)
+    second = fileio.read_json(path)
+    assert 0.15 < second["seconds"] - first["seconds"] < 0.4 and second["invocations"] == 2

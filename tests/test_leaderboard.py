@@ -232,6 +232,16 @@ def test_the_command_writes_parseable_tables_the_json_and_a_png(kept, tmp_path):
     doc = json.loads((tmp_path / "lb.json").read_text(encoding="utf-8"))
     assert [e["method"] for e in doc["methods"]][0] == "random_replace" and doc["wall_seconds"] == 60.0
     assert (tmp_path / "lb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without --wall-seconds: the grid's own record, which `exposure run` keeps in the directory
+    assert "not recorded" in _board_md(kept, tmp_path)
+    fileio.write_json(kept / "wall.json", {"seconds": 5400.0, "invocations": 3})
+    assert "Wall time of the grid: 1.50 h (5400 s) (every `exposure run` invocation" in _board_md(kept, tmp_path)
+
+
+def _board_md(kept, tmp_path) -> str:
+    r = CliRunner().invoke(app, ["leaderboard", str(kept), "--output-dir", str(tmp_path), "--name", "lb2"])
+    assert r.exit_code == 0, r.output
+    return (tmp_path / "lb2.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "no-baseline"])

@@ -62,7 +62,7 @@ def run(
                                         "its checkpoint exists) and copy its small outputs to KEEP/<method>/seed<k>/ "
                                         "(`exposure keep`); runs already kept there are not run again, and the "
                                         "summary is KEEP's."),
-    reuse: list[Path] = typer.Option([], "--reuse", help="Another experiment's output directory (with its "
+    reuse: list[Path] = typer.Option([], "--reuse", metavar="DIR", help="Another experiment's output directory (with its "
                                      "checkpoints, so that a warm start can start from them) or kept directory "
                                      "(with --keep): each of its finished runs with the same data, model, training, "
                                      "decoding, method and seed as one of this grid's is copied instead of trained "

@@ -18,8 +18,8 @@ def leaderboard(
     output_dir: Path = typer.Option(Path("results"), "--output-dir", help="Where to write the three files."),
     name: str = typer.Option("leaderboard", "--name", help="Their name: <name>.md, <name>.json, <name>.png."),
     wall_seconds: Optional[float] = typer.Option(None, "--wall-seconds", min=0, help="The grid's wall time, "
-                                                 "to state beside it (`make leaderboard` times its `exposure "
-                                                 "run`); the runs record only their own seconds."),
+                                                 "to state beside it; default SOURCE/wall.json, which `exposure "
+                                                 "run` keeps over all its invocations on the grid."),
 ):
     """Set every method beside baseline: per beam ΔRouge-L and ΔBLEU with their paired 95% intervals,
     the ranks the intervals allow, training cost per step (warm starts included) and diagnostics.
@@ -31,7 +31,7 @@ def leaderboard(
 
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--name {name!r}: expected a file name without a directory, e.g. leaderboard")
-    board = lb.build(lb.load_grid(source), wall_seconds)
+    board = lb.build(lb.load_grid(source), wall_seconds if wall_seconds is not None else lb.recorded_wall(source))
     for path in lb.write(board, output_dir, name):
         console.print(f"wrote {path}", highlight=False)
     if any(e["diagnostics"] == lb.NOT_MEASURED for e in board["methods"]):

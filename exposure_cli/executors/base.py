@@ -149,6 +149,12 @@ class GridDisplay:
                 self.progress.update(self.bars[index], info=f"[red]failed: {result['failed'].get('reason', '')}")
         self.done += 1
         self.progress.update(self.grid, completed=self.done, info=f"{self.done}/{len(self.tasks)} runs")
+        if not self.progress.console.is_terminal:  # a log file (nohup, CI): the bars draw only at the end there
+            from ..report import outcome_line
+
+            t = self.tasks[index]
+            self.progress.console.print(f"{t.label} seed {t.seed}: {outcome_line(result)} "
+                                        f"[{self.done}/{len(self.tasks)} runs]", highlight=False)
         if self.on_finished is not None:
             self.on_finished(self.tasks[index], result)
 
