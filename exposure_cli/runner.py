@@ -121,7 +121,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if keep is not None:
             for t in tasks:
                 t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
-        for line in reuse_runs(spec, tasks, reuse):
+        for line in reuse_runs(spec, tasks, reuse, device):
             if console is not None:
                 console.print(f"reused {line}", highlight=False)
         if keep is not None:
@@ -208,12 +208,12 @@ def run_identity(raw: dict) -> dict:
     return raw
 
 
-def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:
+def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...], device="cpu") -> list[str]:
     """Copy in, instead of training again, each run of the grid that another experiment already
     finished with the same data, model, training, decoding, method and seed (`run_identity`): from a
     run directory with its best.pt (an output directory: the whole run, so that a warm start can
-    start from it), else from a kept run into the task's keep directory. The copy's spec.yaml is this
-    experiment's. Returns a line per run copied."""
+    start from it; kept at once with --keep), else from a kept run into the task's keep directory.
+    The copy's spec.yaml is this experiment's. Returns a line per run copied."""
     from .spec import MethodSpec
     from .train import run_spec_text
 
@@ -229,6 +229,8 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
                 continue
             if (cand / rundir.BEST).exists():
                 _copy_run(cand, Path(t.dir), text)
+                if t.keep:  # now, not when the executor's queue reaches it behind hours of training
+                    finish_run(Path(t.dir), Path(t.keep), device)
             elif t.keep:
                 keep_run(cand, Path(t.keep), spec_text=text)
             else:

@@ -214,6 +214,14 @@ def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(
         MethodSpec("baseline", {}), MethodSpec("random_replace", {"prob": 0.5, "pool": "target"}),  # the defaults
         MethodSpec("random_replace", {"prob": 0.9}), MethodSpec("scst", {"samples": 1})])
     calls = _count_runs(monkeypatch)
+    real = train_mod.prepare_run
+
+    def kept_first(spec, method_spec, seed, *a, **k):  # the copies are kept before anything trains
+        assert all((tmp_path / "board-kept" / m / f"seed{s}" / "metrics.json").exists()
+                   for m in ("baseline", "random_replace") for s in (0, 1))
+        return real(spec, method_spec, seed, *a, **k)
+
+    monkeypatch.setattr(train_mod, "prepare_run", kept_first)
     summary = run_spec(other, tmp_path / "board", CPU, keep=tmp_path / "board-kept", reuse=(out,))
     assert sorted(calls) == [("random_replace", 0), ("random_replace", 1), ("scst", 0), ("scst", 1)]
     for s in (0, 1):
