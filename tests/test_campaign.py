@@ -210,9 +210,9 @@ def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(
 
     out, keep = tmp_path / "out", tmp_path / "kept"
     run_spec(spec, out, CPU, keep=keep)
-    other = replace(spec, name="board", methods=[
-        MethodSpec("baseline", {}), MethodSpec("random_replace", {"prob": 0.5, "pool": "target"}),  # the defaults
-        MethodSpec("random_replace", {"prob": 0.9}), MethodSpec("scst", {"samples": 1})])
+    other = replace(spec, name="board", methods=[  # the run to train first, as a costliest-first queue may
+        MethodSpec("random_replace", {"prob": 0.9}), MethodSpec("baseline", {}),
+        MethodSpec("random_replace", {"prob": 0.5, "pool": "target"}), MethodSpec("scst", {"samples": 1})])  # defaults
     calls = _count_runs(monkeypatch)
     real = train_mod.prepare_run
 
