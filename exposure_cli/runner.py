@@ -121,10 +121,11 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if keep is not None:
             for t in tasks:
                 t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
-        for line in reuse_runs(spec, tasks, reuse, device):
+        for line in reuse_runs(spec, tasks, reuse):
             if console is not None:
                 console.print(f"reused {line}", highlight=False)
         if keep is not None:
+            keep_finished(tasks, device)
             kept = {t.index for t in tasks if is_kept(Path(t.keep))}
             starts = {t.init_from for t in tasks if t.index not in kept}  # warm starts need best.pt
             tasks = [t for t in tasks if t.index not in kept or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
@@ -208,11 +209,24 @@ def run_identity(raw: dict) -> dict:
     return raw
 
 
-def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...], device="cpu") -> list[str]:
+def keep_finished(tasks: list[RunTask], device="cpu") -> None:
+    """Keep now each run finished in OUT but not yet kept (a copy --reuse made, a run killed between
+    its metrics.json and its keeping), instead of when the executor's costliest-first queue reaches
+    its task behind hours of training. A run whose outputs fail their checksums is left to the
+    executor, which decodes it again."""
+    from .train import damaged_output
+
+    for t in tasks:
+        run = Path(t.dir)
+        if is_kept(run) and not is_kept(Path(t.keep)) and not damaged_output(run):
+            finish_run(run, Path(t.keep), device)
+
+
+def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:
     """Copy in, instead of training again, each run of the grid that another experiment already
     finished with the same data, model, training, decoding, method and seed (`run_identity`): from a
     run directory with its best.pt (an output directory: the whole run, so that a warm start can
-    start from it; kept at once with --keep), else from a kept run into the task's keep directory.
+    start from it), else from a kept run into the task's keep directory.
     The copy's spec.yaml is this experiment's. Returns a line per run copied."""
     from .spec import MethodSpec
     from .train import run_spec_text
@@ -228,9 +242,7 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...], devi
                     run_identity(yaml.safe_load(text)):
                 continue
             if (cand / rundir.BEST).exists():
-                _copy_run(cand, Path(t.dir), text)
-                if t.keep:  # now, not when the executor's queue reaches it behind hours of training
-                    finish_run(Path(t.dir), Path(t.keep), device)
+                _copy_run(cand, Path(t.dir), text)  # kept by keep_finished
             elif t.keep:
                 keep_run(cand, Path(t.keep), spec_text=text)
             else:

@@ -296,3 +296,23 @@ def test_the_wall_clock_counts_running_time_across_invocations_but_not_a_stop(tm
         time.sleep(0.2)
     second = fileio.read_json(path)
     assert 0.15 < second["seconds"] - first["seconds"] < 0.4 and second["invocations"] == 2
+
+
+def test_a_run_finished_but_not_kept_is_kept_before_anything_trains(tmp_path, spec, monkeypatch):
+    """Killed between its metrics.json and its keeping (or copied by --reuse in an earlier
+    invocation): kept first, not when a costliest-first queue reaches it."""
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    spec.methods = spec.methods[::-1]  # random_replace first: the serial executor reaches it first
+    run_spec(spec, out, CPU, keep=keep)
+    shutil.rmtree(keep / "baseline")
+    shutil.rmtree(keep / "random_replace" / "seed1")
+    shutil.rmtree(out / "random_replace" / "seed1")
+    real = train_mod.prepare_run
+
+    def kept_first(spec, method_spec, seed, *a, **k):
+        assert (keep / "baseline" / "seed0" / "metrics.json").exists() and (keep / "baseline" / "seed1").exists()
+        return real(spec, method_spec, seed, *a, **k)
+
+    monkeypatch.setattr(train_mod, "prepare_run", kept_first)
+    run_spec(spec, out, CPU, keep=keep)
+    assert (keep / "random_replace" / "seed1" / "metrics.json").exists()
