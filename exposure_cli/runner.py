@@ -125,7 +125,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
             if console is not None:
                 console.print(f"reused {line}", highlight=False)
         if keep is not None:
-            keep_finished(tasks, device)
+            keep_finished(tasks, device, on_finished)
             kept = {t.index for t in tasks if is_kept(Path(t.keep))}
             starts = {t.init_from for t in tasks if t.index not in kept}  # warm starts need best.pt
             tasks = [t for t in tasks if t.index not in kept or (t.dir in starts and not (Path(t.dir) / rundir.BEST).exists())]
@@ -209,17 +209,20 @@ def run_identity(raw: dict) -> dict:
     return raw
 
 
-def keep_finished(tasks: list[RunTask], device="cpu") -> None:
+def keep_finished(tasks: list[RunTask], device="cpu", on_finished=None) -> None:
     """Keep now each run finished in OUT but not yet kept (a copy --reuse made, a run killed between
     its metrics.json and its keeping), instead of when the executor's costliest-first queue reaches
     its task behind hours of training. A run whose outputs fail their checksums is left to the
-    executor, which decodes it again."""
+    executor, which decodes it again. `on_finished` (the campaign's or `run --commit`'s commit) is
+    called for each as for a run the executor finished."""
     from .train import damaged_output
 
     for t in tasks:
         run = Path(t.dir)
         if is_kept(run) and not is_kept(Path(t.keep)) and not damaged_output(run):
             finish_run(run, Path(t.keep), device)
+            if on_finished is not None:
+                on_finished(t, fileio.read_json(run / rundir.METRICS))
 
 
 def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:

@@ -314,5 +314,8 @@ def test_a_run_finished_but_not_kept_is_kept_before_anything_trains(tmp_path, sp
         return real(spec, method_spec, seed, *a, **k)
 
     monkeypatch.setattr(train_mod, "prepare_run", kept_first)
-    run_spec(spec, out, CPU, keep=keep)
+    ended = []
+    run_spec(spec, out, CPU, keep=keep, on_finished=lambda t, r: ended.append((t.label, t.seed, "failed" in r)))
     assert (keep / "random_replace" / "seed1" / "metrics.json").exists()
+    # each reported as it is kept (a --commit commits it there), the upfront ones first
+    assert ended == [("baseline", 0, False), ("baseline", 1, False), ("random_replace", 1, False)]
