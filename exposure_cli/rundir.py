@@ -44,8 +44,9 @@ WALL = "wall.json"  # the grid's wall time so far, over every `exposure run` on 
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
+PREDICTIONS = "predictions.beam"  # + "{k}.tsv": `predictions`
 GZ = ".gz"
-COMPRESSED = (DIAGNOSTICS, "predictions.beam")  # what a kept run gzips (names that start so)
+COMPRESSED = (DIAGNOSTICS, PREDICTIONS)  # what a kept run gzips (names that start so)
 
 
 def compressed(name: str) -> bool:
@@ -60,7 +61,7 @@ def kept(run: Path, name: str) -> Path:
 
 
 def predictions(beam: int) -> str:
-    return f"predictions.beam{beam}.tsv"
+    return f"{PREDICTIONS}{beam}.tsv"
 
 
 def hypotheses(beam: int) -> str:

@@ -239,10 +239,10 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
         if not sources or is_kept(Path(t.dir)) or (t.keep and is_kept(Path(t.keep))):
             continue
         text = run_spec_text(spec, MethodSpec(t.method["name"], t.method["params"]), t.seed)
+        want = run_identity(yaml.safe_load(text))
         for src in sources:
             cand = run_path(Path(src), t.label, t.seed)
-            if not is_kept(cand) or run_identity(yaml.safe_load(fileio.read_text(cand / rundir.SPEC))) != \
-                    run_identity(yaml.safe_load(text)):
+            if not is_kept(cand) or run_identity(yaml.safe_load(fileio.read_text(cand / rundir.SPEC))) != want:
                 continue
             if (cand / rundir.BEST).exists():
                 _copy_run(cand, Path(t.dir), text)  # kept by keep_finished
