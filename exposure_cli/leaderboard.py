@@ -125,26 +125,40 @@ def _number(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def run_cost(grid: Grid, run: dict) -> dict:
-    """One run's training seconds, the steps its log recorded and its warm start's training seconds
-    (metrics.json's `warm_start` record; 0 for a run that starts from scratch, None when a
+# Which of metrics.json's training clocks the cost columns read: the process's CPU seconds when every
+# run (and every warm start) recorded them, else wall seconds (runs finished before they were recorded).
+CLOCKS = {"cpu": "train_cpu_seconds", "wall": "train_seconds"}
+
+
+def cost_clock(runs: list[dict]) -> str:
+    recorded = all(_number(r.get(CLOCKS["cpu"])) is not None and
+                   ("warm_start" not in r or _number(r["warm_start"].get(CLOCKS["cpu"])) is not None) for r in runs)
+    return "cpu" if runs and recorded else "wall"
+
+
+def run_cost(grid: Grid, run: dict, clock: str = "wall") -> dict:
+    """One run's training seconds on `clock`, the steps its log recorded and its warm start's training
+    seconds (metrics.json's `warm_start` record; 0 for a run that starts from scratch, None when a
     warm-started method's record lacks them)."""
     from .methods import get_method
 
+    key = CLOCKS[clock]
     warm = None if get_method(run.get("method_name", run["method"]), run.get("params")).warm_start else 0.0
     if "warm_start" in run:
-        warm = _number(run["warm_start"].get("train_seconds"))
-    return {"seed": run["seed"], "train_seconds": _number(run.get("train_seconds")),
+        warm = _number(run["warm_start"].get(key))
+    return {"seed": run["seed"], "train_seconds": _number(run.get(key)),
             "steps": logged_steps(rundir.run_path(grid.dir, run["method"], run["seed"]) / rundir.LOG),
             "warm_start_seconds": warm, "warm_start_from": run.get("warm_start", {}).get("from")}
 
 
-def costs(grid: Grid) -> dict[str, dict]:
-    """Per method: training seconds per optimizer step, pooled over its seeds (Σ seconds / Σ steps),
-    relative to baseline's (`step_cost`), and the same with the warm start's training seconds added
-    to the method's own (`step_cost_with_warm_start`): MRT and SCST fine-tune the same seed's
-    baseline run, so that run's training is part of what they cost. None where not recorded."""
-    runs = {m: [run_cost(grid, r) for r in grid.finished if r["method"] == m] for m in grid.labels}
+def costs(grid: Grid) -> tuple[str, dict[str, dict]]:
+    """The clock read (`cost_clock`) and per method: training seconds per optimizer step, pooled over
+    its seeds (Σ seconds / Σ steps), relative to baseline's (`step_cost`), and the same with the warm
+    start's training seconds added to the method's own (`step_cost_with_warm_start`): MRT and SCST
+    fine-tune the same seed's baseline run, so that run's training is part of what they cost. None
+    where not recorded."""
+    clock = cost_clock(grid.finished)
+    runs = {m: [run_cost(grid, r, clock) for r in grid.finished if r["method"] == m] for m in grid.labels}
 
     def per_step(rs, with_warm):
         if not rs or any(r["train_seconds"] is None or not r["steps"] for r in rs):
@@ -165,7 +179,7 @@ def costs(grid: Grid) -> dict[str, dict]:
                   "warm_start_seconds": mean(rs, "warm_start_seconds"),
                   "step_cost": own / base if own is not None and base else None,
                   "step_cost_with_warm_start": total / base if total is not None and base else None}
-    return out
+    return clock, out
 
 
 # ----------------------------------------------------------------------------- diagnostics
@@ -222,7 +236,7 @@ def build(grid: Grid, wall_seconds: float | None = None) -> dict:
     ranks = {(metric, beam): rank_ranges([m for m in labels if rows[m].get(beam, {}).get(metric) is not None],
                                          [p for p in pairs if p["metric"] == metric and p["beam"] == beam])
              for metric in METRICS for beam in beams}
-    cost = costs(grid)
+    clock, cost = costs(grid)
     agg, opts = diagnostics(grid)
     methods = []
     for m in labels:
@@ -244,7 +258,7 @@ def build(grid: Grid, wall_seconds: float | None = None) -> dict:
     return {"name": grid.spec.name, "source": str(grid.dir), "seeds": seeds, "beams": beams,
             "test_examples": _n_examples(grid), "order": f"ΔRouge-L estimate at beam {first}, highest first",
             "runs": len(grid.finished), "failed_runs": len(grid.results) - len(grid.finished),
-            "wall_seconds": wall_seconds, "run_seconds": round(run_seconds, 2), "methods": methods,
+            "wall_seconds": wall_seconds, "run_seconds": round(run_seconds, 2), "cost_clock": clock, "methods": methods,
             "pairs": pairs, "diagnostics_options": None if opts is None else agg["options"]}
 
 
@@ -293,13 +307,20 @@ RANK_NOTE = ("The ranks each method can claim (1 = highest score; baseline inclu
              "difference (seed s against seed s over the seeds both have, seeds × test examples counted, the "
              "function of the Δ columns) excludes 0 on more than one seed; each pair is tested at 95% with no "
              "correction for the number of pairs. Every pair's difference and interval is in the JSON (`pairs`).")
-COST_NOTE = ("Training seconds per optimizer step relative to baseline's: metrics.json's train_seconds (training "
+COST_NOTE = ("Training seconds per optimizer step relative to baseline's: metrics.json's {key} (training "
              "only: no dev or test decoding) over the last step train.jsonl logged, pooled over the method's seeds. "
              "MRT and SCST fine-tune the same seed's baseline run (a warm start): *incl. warm start* adds that "
              "run's training seconds (metrics.json's warm_start record) to the method's own, per step of its own "
              "training, so it counts everything it took to get the model; for the other methods the two are equal. "
-             "Wall-clock seconds of runs sharing the machine (--jobs): what this grid cost, noisy (the seeds of one "
-             "method can differ 2×, docs/methods.md); `exposure bench train` is the controlled measure of a step.")
+             "{clock} `exposure bench train` is the controlled measure of a step.")
+CLOCK_NOTE = {"cpu": "CPU seconds of each run's process: time the run was stopped or waited for a core is not counted, "
+                     "but runs sharing the machine (--jobs) still slow each other's caches and memory, so this is "
+                     "what the grid cost, not a clean measure;",
+              "wall": "Wall-clock seconds of runs sharing the machine (--jobs; some runs finished before CPU seconds "
+                      "were recorded): what this grid cost, noisy (the seeds of one method can differ 2×, and a run's "
+                      "seconds include any time its process was stopped, docs/methods.md);"}
+
+
 DIAG_NOTE = ("From `exposure diagnose` (docs/diagnostics.md): the mean over the method's measured seeds with its 95% "
              "interval. Sensitivity to own errors: accuracy points lost per injected model-made error (the slope of "
              "the robustness drop over k); Δ: minus baseline's, paired by seed (* excludes 0). Search err %: "
@@ -347,7 +368,8 @@ def matrix(board: dict) -> Matrix:
             else:
                 row[col.key] = "0 (reference)" if is_delta and e["method"] == BASELINE else v.get(col.key) or ""
         rows.append(row)
-    notes = {DELTA: DELTA_NOTE.replace("beam 1", f"beam {beams[0]}"), RANK: RANK_NOTE, COST: COST_NOTE,
+    notes = {DELTA: DELTA_NOTE.replace("beam 1", f"beam {beams[0]}"), RANK: RANK_NOTE,
+             COST: COST_NOTE.format(key=CLOCKS[board["cost_clock"]], clock=CLOCK_NOTE[board["cost_clock"]]),
              DIAG: DIAG_NOTE}
     return Matrix(f"{board['name']}: the leaderboard", cols, rows, notes)
 

@@ -71,6 +71,10 @@ class RunState:
     best_epoch: int = 0
     train_seconds: float = 0.0
     dev_seconds: float = 0.0
+    # The process's CPU seconds over the same training intervals: unlike wall seconds, they do not
+    # grow while the run is stopped or waits for a core (one run a process: the pool's workers, Ray's).
+    # None: not recorded from the start (a run resumed from an older last.pt).
+    train_cpu_seconds: float | None = 0.0
 
 
 @dataclass
@@ -279,7 +283,7 @@ def restore(run: Run) -> None:
         torch.set_rng_state(ck["torch_rng"])
         if ck["cuda_rng"]:
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        run.state = RunState(**ck["state"])
+        run.state = RunState(**{"train_cpu_seconds": None, **ck["state"]})
         run.amp.load_state_dict(ck.get("amp"))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(f"{path}: not a checkpoint of this run ({type(e).__name__}: {e}); "
@@ -351,6 +355,7 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
     lengths = [len(ids) for ids, _ in run.train_ex]
     batches = epoch_batches(lengths, t.batch_size, run.rng, t.bucket)
     t0 = t_start = time.perf_counter()
+    c0 = time.process_time()
     tokens = 0
     # A stop signal (Ctrl-C, a scheduler's SIGTERM) waits for the step under way, then last.pt is
     # saved at that point, so a preempted run loses nothing.
@@ -365,14 +370,21 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
             due = t.checkpoint_seconds and time.perf_counter() - run.last_save >= t.checkpoint_seconds
             if due or stop.pending():
                 st.train_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                _add_cpu(st, c0)
+                t0, c0 = time.perf_counter(), time.process_time()
                 save_last(run)
                 stop.check()
         st.train_seconds += time.perf_counter() - t0
+        _add_cpu(st, c0)
         run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
     if stop.pending():  # came after the last step: its state is complete
         save_last(run)
         stop.check()
+
+
+def _add_cpu(st: RunState, since: float) -> None:
+    if st.train_cpu_seconds is not None:
+        st.train_cpu_seconds += time.process_time() - since
 
 
 def select_on_dev(run: Run, report: Report = _no_report) -> dict:
@@ -433,11 +445,12 @@ def evaluate_run(run: Run, report: Report = _no_report) -> dict:
                "seed": run.seed, "best_epoch": st.best_epoch, "dev_bleu": st.best_bleu, "epochs": st.epoch,
                "stopped_early": st.epoch < spec.train.epochs,
                "train_seconds": round(st.train_seconds, 2), "dev_seconds": round(st.dev_seconds, 2),
+               **({} if st.train_cpu_seconds is None else {"train_cpu_seconds": round(st.train_cpu_seconds, 2)}),
                "eval_seconds": round(time.perf_counter() - t0, 2), "threads": torch.get_num_threads(), "test": beams}
     if run.init_from is not None:  # what the warm start cost: the leaderboard adds it to this run's
         start = fileio.read_json(run.init_from / rundir.METRICS) if (run.init_from / rundir.METRICS).exists() else {}
         metrics["warm_start"] = {"from": str(run.init_from),
-                                 **{k: start[k] for k in ("train_seconds", "dev_seconds", "epochs") if k in start}}
+                                 **{k: start[k] for k in ("train_seconds", "train_cpu_seconds", "dev_seconds", "epochs") if k in start}}
     fileio.write_json(run.dir / rundir.METRICS, metrics)
     outputs = [rundir.METRICS] + [name(k) for k in spec.decode.beams for name in (rundir.predictions, rundir.hypotheses)]
     fileio.write_json(run.dir / rundir.CHECKSUMS, {name: fileio.sha256_file(run.dir / name) for name in outputs})
@@ -482,7 +495,8 @@ def reevaluate(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, de
     old = old if isinstance(old, dict) else {}
     run = prepare_run(spec, method_spec, seed, run_dir, device)
     run.init_from = Path(init_from) if init_from is not None else None
-    seconds = {k: v for k in ("train_seconds", "dev_seconds") if isinstance(v := old.get(k), (int, float))}
+    seconds = {"train_cpu_seconds": None,  # an older run's metrics.json: not recorded
+               **{k: v for k in ("train_seconds", "dev_seconds", "train_cpu_seconds") if isinstance(v := old.get(k), (int, float))}}
     epochs = old.get("epochs") if isinstance(old.get("epochs"), int) else spec.train.epochs
     run.state = RunState(epoch=epochs, step=run.total_steps, best_bleu=best["dev"]["bleu"],
                          best_epoch=best["epoch"], **seconds)

@@ -189,6 +189,35 @@ def test_a_warm_started_run_without_its_record_is_not_recorded(tmp_path):
     assert cost["step_cost"] == pytest.approx(2.0) and cost["step_cost_with_warm_start"] is None
 
 
+def test_cost_reads_cpu_seconds_when_every_run_and_warm_start_recorded_them(tmp_path):
+    """train_cpu_seconds (here a third of each run's wall seconds, random_replace's a sixth) replace
+    the wall seconds only when every run has them: one run without them and the board stays on wall."""
+    root = write_runs(tmp_path / "kept", diagnosed=())
+    share = {"baseline": 1 / 3, "random_replace": 1 / 6, "gradient_penalty": 1 / 3, "mrt": 1 / 3}
+
+    def set_cpu(method, seed, keep=True):
+        path = run_path(root, method, seed) / "metrics.json"
+        m = fileio.read_json(path)
+        m.pop("train_cpu_seconds", None)
+        if keep:
+            m["train_cpu_seconds"] = m["train_seconds"] * share[method]
+            if "warm_start" in m:
+                m["warm_start"]["train_cpu_seconds"] = m["warm_start"]["train_seconds"] / 3
+        fileio.write_json(path, m)
+
+    for method in SECONDS:
+        for seed in SEEDS:
+            set_cpu(method, seed)
+    board = lb.build(lb.load_grid(root))
+    assert board["cost_clock"] == "cpu"
+    assert _entry(board, "random_replace")["cost"]["step_cost"] == pytest.approx(1.25 / 2)  # (450/6)/180 over (300/3)/150
+    assert _entry(board, "mrt")["cost"]["step_cost_with_warm_start"] == pytest.approx(3.0)  # all a third: unchanged
+    assert "train_cpu_seconds" in lb.matrix(board).notes[lb.COST]
+    set_cpu("mrt", 2, keep=False)
+    board = lb.build(lb.load_grid(root))
+    assert board["cost_clock"] == "wall" and _entry(board, "random_replace")["cost"]["step_cost"] == pytest.approx(1.25)
+
+
 def test_diagnostics_are_diagnose_aggregate_and_missing_ones_say_not_measured(kept, board):
     records = sorted((ROOT / "results" / "csl-cpu").glob("*/seed*/diagnostics.json*"))
     results = [dg.read_run_record(p, list(CORRECT)) for p in records if p.parts[-3] in ("baseline", "random_replace")]
@@ -302,8 +331,10 @@ def test_the_make_pipeline_on_a_tiny_grid_counts_the_real_warm_start(tmp_path, o
     doc = json.loads((tmp_path / "board" / "leaderboard.json").read_text(encoding="utf-8"))
     mrt, base = (next(e for e in doc["methods"] if e["method"] == m) for m in ("mrt", "baseline"))
     own = [fileio.read_json(run_path(kept, m, s) / "metrics.json") for m in ("mrt", "baseline") for s in (0, 1)]
-    mrt_s, base_s = sum(o["train_seconds"] for o in own[:2]), sum(o["train_seconds"] for o in own[2:])
-    warm = sum(o["warm_start"]["train_seconds"] for o in own[:2])
+    assert doc["cost_clock"] == "cpu"  # every run of this version records its CPU seconds
+    key = "train_cpu_seconds"
+    mrt_s, base_s = sum(o[key] for o in own[:2]), sum(o[key] for o in own[2:])
+    warm = sum(o["warm_start"][key] for o in own[:2])
     assert warm == pytest.approx(base_s)  # each seed's warm start is that seed's baseline run
     assert mrt["cost"]["steps"] == base["cost"]["steps"] == 6  # 96 examples / 16, one epoch, logged every 2
     assert mrt["cost"]["step_cost_with_warm_start"] == pytest.approx((mrt_s + warm) / base_s)

@@ -484,7 +484,8 @@ def test_a_spec_with_every_method_runs_end_to_end(tmp_path, prepared_data):
     for name in ("mrt-samples=2", "scst-samples=2-reward=bleu"):
         warm = json.loads((out / name / "seed0" / "metrics.json").read_text())["warm_start"]
         assert warm == {"from": str(out / "baseline" / "seed0"), "train_seconds": base["train_seconds"],
-                        "dev_seconds": base["dev_seconds"], "epochs": base["epochs"]}
+                        "train_cpu_seconds": base["train_cpu_seconds"], "dev_seconds": base["dev_seconds"],
+                        "epochs": base["epochs"]}
 
 
 def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, prepared_data):

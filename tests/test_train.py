@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from exposure_cli import fileio
 from exposure_cli import train as train_mod
 from exposure_cli.batching import bucketed_batches, collate, epoch_batches
 from exposure_cli.methods import available
@@ -118,7 +119,7 @@ def tiny_spec(tmp_path):
 
 def _finished(run_dir: Path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    for k in ("train_seconds", "dev_seconds", "eval_seconds"):
+    for k in ("train_seconds", "train_cpu_seconds", "dev_seconds", "eval_seconds"):
         metrics.pop(k)
     best = torch.load(run_dir / "best.pt", weights_only=True)
     preds = {k: (run_dir / f"predictions.beam{k}.tsv").read_text(encoding="utf-8") for k in (1, 2)}
@@ -173,6 +174,35 @@ def _killed_after_selection(monkeypatch, spec, method, d: Path, epoch: int) -> N
     with pytest.raises(Crash):
         run_one(spec, method, 0, d, torch.device("cpu"))
     monkeypatch.setattr(train_mod, "select_on_dev", real_select)
+
+
+def test_a_run_records_the_cpu_seconds_of_its_training_apart_from_time_spent_waiting(tmp_path, tiny_spec,
+                                                                                     monkeypatch, one_thread):
+    """train_cpu_seconds is the process's CPU time over the training: a run made to sleep 0.1 s a step
+    (as one stopped or waiting for a core) has it in train_seconds, not in train_cpu_seconds. A run
+    resumed from a last.pt written before the record existed claims none."""
+    import time
+
+    real_step, cpu = train_mod.train_step, torch.device("cpu")
+
+    def sleepy_step(run, batch, log):
+        time.sleep(0.1)
+        return real_step(run, batch, log)
+
+    monkeypatch.setattr(train_mod, "train_step", sleepy_step)
+    spec = tiny_spec(epochs=2)
+    m = run_one(spec, MethodSpec("baseline"), 0, tmp_path / "slept", cpu)
+    assert m["train_seconds"] >= 20 * 0.1  # 2 epochs × 10 batches
+    assert 0 < m["train_cpu_seconds"] <= m["train_seconds"] - 20 * 0.1 * 0.9
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+
+    d = tmp_path / "old"
+    _killed_after_selection(monkeypatch, spec, MethodSpec("baseline"), d, 1)
+    ck = torch.load(d / "last.pt", weights_only=True)
+    del ck["state"]["train_cpu_seconds"]  # as an older version wrote it
+    fileio.torch_save(d / "last.pt", ck)
+    resumed = run_one(spec, MethodSpec("baseline"), 0, d, cpu)
+    assert resumed["epochs"] == 2 and "train_cpu_seconds" not in resumed
 
 
 @pytest.mark.parametrize("bucket", [True, False])
