@@ -374,12 +374,6 @@ def matrix(board: dict) -> Matrix:
     return Matrix(f"{board['name']}: the leaderboard", cols, rows, notes)
 
 
-def recorded_wall(source: Path) -> float | None:
-    """The wall time `exposure run` recorded for the grid over all its invocations (rundir.WALL), or None."""
-    path = Path(source) / rundir.WALL
-    return float(fileio.read_json(path)["seconds"]) if path.exists() else None
-
-
 def grid_text(board: dict) -> str:
     """The grid's facts under the tables: seeds, runs, test examples, time."""
     wall = (f"{_hours(board['wall_seconds'])} (every `exposure run` invocation on the grid, stopped time not "

@@ -77,6 +77,17 @@ def run_path(out_dir: Path, label: str, seed: int) -> Path:
     return out_dir / run_dir_name(label) / f"seed{seed}"
 
 
+def read_wall(directory: Path) -> dict | None:
+    """DIRECTORY/wall.json (runner.wall_clock writes it) as {"seconds", "invocations"}, or None."""
+    from . import fileio
+
+    path = Path(directory) / WALL
+    if not path.exists():
+        return None
+    state = fileio.read_json(path)
+    return {"seconds": float(state.get("seconds") or 0), "invocations": int(state.get("invocations") or 0)}
+
+
 def read_log(log: Path) -> list[dict]:
     """A run's train.jsonl as its entries (step lines and epoch lines); a damaged line is a
     one-line error naming the file and line."""

@@ -132,7 +132,7 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if retry_failed:
             clear_failed(tasks)
         runner = EXECUTORS.get(executor, "--executor")(**executor_options)
-        with wall_clock(Path(keep or out_dir) / rundir.WALL), GridDisplay(tasks, console, on_finished) as display:
+        with wall_clock(Path(keep or out_dir)), GridDisplay(tasks, console, on_finished) as display:
             done = {t.index: r for stage in stages(tasks) for t, r in zip(stage, runner.run(stage, display))}
         results = [done[t.index] for t in tasks]
         if keep is not None and any(Path(keep).glob(f"*/seed*/{rundir.METRICS}")):
@@ -160,12 +160,13 @@ def wall_tick(gap: float, tick: float = WALL_TICK) -> float:
 
 
 @contextmanager
-def wall_clock(path: Path, tick: float = WALL_TICK, write_every: float = WALL_WRITE, clock=time.monotonic):
-    """Add this invocation's wall time to `path` ({"seconds", "invocations"}): a grid that takes
+def wall_clock(directory: Path, tick: float = WALL_TICK, write_every: float = WALL_WRITE, clock=time.monotonic):
+    """Add this invocation's wall time to DIRECTORY/wall.json (rundir.read_wall): a grid that takes
     several sessions, each ended by a kill, still knows what it took. A background thread ticks; the
     file is rewritten every `write_every` seconds and at the end."""
-    state = fileio.read_json(path) if path.exists() else {}
-    state = {"seconds": float(state.get("seconds") or 0), "invocations": int(state.get("invocations") or 0) + 1}
+    path = Path(directory) / rundir.WALL
+    state = rundir.read_wall(directory) or {"seconds": 0.0, "invocations": 0}
+    state["invocations"] += 1
     stop, last = threading.Event(), [clock()]
 
     def advance() -> None:

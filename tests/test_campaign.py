@@ -285,14 +285,14 @@ def test_the_wall_clock_counts_running_time_across_invocations_but_not_a_stop(tm
     assert wall_tick(3.0, tick=5.0) == 3.0 and wall_tick(20.0, tick=5.0) == 20.0 and wall_tick(21.0, tick=5.0) == 5.0
     offset, path = [0.0], tmp_path / "wall.json"
     clock = lambda: time.monotonic() + offset[0]  # noqa: E731
-    with wall_clock(path, tick=0.02, write_every=0.05, clock=clock):
+    with wall_clock(tmp_path, tick=0.02, write_every=0.05, clock=clock):
         time.sleep(0.3)
         assert 0.1 < fileio.read_json(path)["seconds"] < 0.4  # written while running
         offset[0] += 100.0
         time.sleep(0.3)
     first = fileio.read_json(path)
     assert 0.5 < first["seconds"] < 0.9 and first["invocations"] == 1
-    with wall_clock(path, tick=0.02, write_every=0.05, clock=clock):
+    with wall_clock(tmp_path, tick=0.02, write_every=0.05, clock=clock):
         time.sleep(0.2)
     second = fileio.read_json(path)
     assert 0.15 < second["seconds"] - first["seconds"] < 0.4 and second["invocations"] == 2

@@ -26,12 +26,13 @@ def leaderboard(
 
     Rows are ordered by the ΔRouge-L estimate at the first beam; a rank is claimed only where the
     interval of two methods' paired difference excludes 0 (docs/methods.md, "Leaderboard")."""
-    from .. import leaderboard as lb
+    from .. import leaderboard as lb, rundir
     from ..errors import UserError
 
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--name {name!r}: expected a file name without a directory, e.g. leaderboard")
-    board = lb.build(lb.load_grid(source), wall_seconds if wall_seconds is not None else lb.recorded_wall(source))
+    board = lb.build(lb.load_grid(source), wall_seconds if wall_seconds is not None else
+                     (rundir.read_wall(source) or {}).get("seconds"))
     for path in lb.write(board, output_dir, name):
         console.print(f"wrote {path}", highlight=False)
     if any(e["diagnostics"] == lb.NOT_MEASURED for e in board["methods"]):
