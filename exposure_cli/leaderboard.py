@@ -390,11 +390,15 @@ def _hours(seconds: float) -> str:
 
 
 def figure(board: dict):
-    """One panel per metric: each method's difference to baseline against beam size, with its 95%
-    interval bars; the zero line is baseline."""
-    fig = new_figure(12, 5)
-    axes = fig.subplots(1, len(METRICS), sharex=True)
+    """Top, one panel per metric: each method's difference to baseline against beam size, with its
+    95% interval bars; the zero line is baseline. Bottom: each method's training cost per step
+    relative to baseline (the warm start's share hatched), and its sensitivity to its own errors
+    minus baseline's, with its interval. A method keeps its colour in every panel."""
+    fig = new_figure(12, 9)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+    axes = top.subplots(1, len(METRICS), sharex=True)
     others = [e for e in board["methods"] if e["method"] != BASELINE]
+    colour = {e["method"]: f"C{i % 10}" for i, e in enumerate(others)}
     for ax, m in zip(axes, METRICS):
         for i, e in enumerate(others):
             points = [(b, d) for b in board["beams"] if (d := e["vs_baseline"][m][str(b)]) is not None]
@@ -403,16 +407,54 @@ def figure(board: dict):
             shift = (i - (len(others) - 1) / 2) * 0.05  # keeps overlapping bars apart
             ax.errorbar([b + shift for b, _ in points], [d["diff"] for _, d in points],
                         yerr=[[d["diff"] - d["lo"] for _, d in points], [d["hi"] - d["diff"] for _, d in points]],
-                        marker="o", capsize=3, color=f"C{i % 10}", label=e["method"])
+                        marker="o", capsize=3, color=colour[e["method"]], label=e["method"])
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(board["beams"])
         ax.set(xlabel="beam size", title=f"Δ {HEADERS[m]} vs baseline (×100)")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # table order
-    fig.suptitle(f"{board['name']}: difference to baseline at the same beam")
-    fig.supxlabel("mean over seeds, paired by seed, with its 95% interval (seeds and test examples counted; "
+    top.suptitle(f"{board['name']}: difference to baseline at the same beam")
+    top.supxlabel("mean over seeds, paired by seed, with its 95% interval (seeds and test examples counted; "
                   "docs/statistics.md); legend in the table's order", fontsize="x-small")
+    cost_ax, sens_ax = bottom.subplots(1, 2)
+    _cost_panel(cost_ax, board, colour)
+    _sensitivity_panel(sens_ax, board, colour)
     return fig
+
+
+def _cost_panel(ax, board: dict, colour: dict) -> None:
+    names = [e["method"] for e in board["methods"]][::-1]  # the table's order, top down
+    for y, e in enumerate(board["methods"][::-1]):
+        c = e["cost"]
+        own, total = c["step_cost"], c["step_cost_with_warm_start"]
+        if own is None:
+            continue
+        ax.barh(y, own, color=colour.get(e["method"], "grey"))
+        if total is not None and total > own:
+            ax.barh(y, total - own, left=own, color=colour.get(e["method"], "grey"), alpha=0.35, hatch="//")
+    ax.axvline(1, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    ax.set(xlabel=f"this grid's seconds per step / baseline's ({board['cost_clock']} clock)\n"
+                  "`exposure bench train` is the controlled measure",
+           title="training cost per step (hatched: the warm start)")
+    ax.grid(alpha=0.3, axis="x")
+
+
+def _sensitivity_panel(ax, board: dict, colour: dict) -> None:
+    names = [e["method"] for e in board["methods"]][::-1]
+    for y, e in enumerate(board["methods"][::-1]):
+        d = e["diagnostics"]
+        d = d.get("d_sensitivity") if isinstance(d, dict) else None
+        if e["method"] == BASELINE or d is None:
+            continue
+        ax.errorbar([d["diff"]], [y], xerr=[[d["diff"] - d["lo"]], [d["hi"] - d["diff"]]], marker="o", capsize=3,
+                    color=colour.get(e["method"], "grey"))
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    ax.set_ylim(-0.5, len(names) - 0.5)
+    ax.set(xlabel="Δ points lost per injected own error, vs baseline (lower: less sensitive)",
+           title="sensitivity to its own errors (exposure diagnose)")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def write(board: dict, out_dir: Path, name: str) -> list[Path]:

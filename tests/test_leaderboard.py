@@ -180,6 +180,27 @@ def test_cost_per_step_is_pooled_over_seeds_and_includes_the_warm_start(board):
     assert board["wall_seconds"] == 1234.0 and board["seeds"] == list(SEEDS)
 
 
+def test_the_figure_draws_each_methods_cost_and_sensitivity_from_the_board(board):
+    """The PNG's lower panels: a bar per method at its step cost (mrt: 2.0 own + 1.0 hatched warm
+    start, by the fixture's seconds; random_replace 1.25), and a point per diagnosed method at its
+    Δ sensitivity (only random_replace is diagnosed beside baseline)."""
+    fig = lb.figure(board)
+    axes = {ax.get_title(): ax for ax in fig.get_axes()}
+    cost = next(ax for t, ax in axes.items() if t.startswith("training cost"))
+    labels = [t.get_text() for t in cost.get_yticklabels()]
+    bars = {}
+    for patch in cost.patches:
+        bars.setdefault(labels[round(patch.get_y() + patch.get_height() / 2)], []).append(
+            (patch.get_x(), patch.get_width(), bool(patch.get_hatch())))
+    assert bars["mrt"] == [(0, pytest.approx(2.0), False), (pytest.approx(2.0), pytest.approx(1.0), True)]
+    assert bars["random_replace"] == [(0, pytest.approx(1.25), False)] and bars["baseline"] == [(0, 1.0, False)]
+    sens = next(ax for t, ax in axes.items() if t.startswith("sensitivity"))
+    points = [(line.get_xdata()[0], line.get_ydata()[0]) for line in sens.lines if line.get_marker() == "o"]
+    want = _entry(board, "random_replace")["diagnostics"]["d_sensitivity"]["diff"]
+    names = [t.get_text() for t in sens.get_yticklabels()]
+    assert [(pytest.approx(want), names.index("random_replace"))] == points
+
+
 def test_a_warm_started_run_without_its_record_is_not_recorded(tmp_path):
     root = write_runs(tmp_path / "kept", diagnosed=())
     m = fileio.read_json(run_path(root, "mrt", 1) / "metrics.json")
