@@ -265,9 +265,9 @@ def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
                  "--threads", "1")
     assert r.returncode == 0, r.stderr
     log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout.splitlines()
-    assert sorted(s.split(" kept")[0] for s in log if " seed " in s) == ["board: random_replace seed 0",
-                                                                          "board: random_replace seed 1"]
-    assert log[0] == "board: the kept runs (those --reuse copied, a rerun's)" and len(log) == 4
+    assert sorted(s.split(" kept")[0] for s in log if " seed " in s) == [f"board → {keep}: random_replace seed 0",
+                                                                          f"board → {keep}: random_replace seed 1"]
+    assert log[0] == f"board → {keep}: the kept runs (those --reuse copied, a rerun's)" and len(log) == 4
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
     assert (keep / "baseline" / "seed1" / "metrics.json").exists()
     r = exposure("run", board, "--commit")

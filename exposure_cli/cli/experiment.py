@@ -113,7 +113,8 @@ def run(
 
         if keep is None:
             raise UserError("--commit: only with --keep (it commits the kept runs)")
-        committer = Committer(keep, lambda text: err_console.print(text, highlight=False), prefix=s.name)
+        # the KEEP in each message: the screen's four grids share one spec name
+        committer = Committer(keep, lambda text: err_console.print(text, highlight=False), prefix=f"{s.name} → {keep}")
         on_finished = committer.run_finished
     for src in reuse:
         if not src.is_dir():
@@ -122,7 +123,7 @@ def run(
     summary = run_spec(s, out_dir, dev, console, name, per_run_threads, retry_failed, keep=keep,
                        reuse=tuple(reuse), on_finished=on_finished, **options)
     if commit:
-        committer.commit(keep, f"{s.name}: the kept runs (those --reuse copied, a rerun's)")
+        committer.commit(keep, f"{committer.prefix}: the kept runs (those --reuse copied, a rerun's)")
     console.print(tables.rich_table(tables.summary_matrix(summary)))
     if summary.get("failed"):
         for f in summary["failed"]:
