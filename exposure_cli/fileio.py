@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import struct
 import tempfile
@@ -228,27 +229,34 @@ def torch_load(path, device="cpu", what: str = "checkpoint") -> Any:
         raise Damaged(f"{path}: not a readable {what}, truncated or corrupt ({msg})") from None
 
 
+# The compressed forms read_text takes, by file suffix: (decompress, the errors of a cut or foreign file).
+CODECS = {".gz": ("gzip", gzip.decompress, (gzip.BadGzipFile, EOFError, zlib.error)),
+          ".xz": ("xz", lzma.decompress, (lzma.LZMAError, EOFError))}
+
+
 def read_text(path, what: str = "file") -> str:
-    """A UTF-8 text file (gunzipped when its name ends in .gz), or a one-line UserError naming the
-    path: missing, not gzip, or not UTF-8 (and where)."""
+    """A UTF-8 text file (decompressed when its name ends in .xz or .gz), or a one-line UserError
+    naming the path: missing, not compressed whole, or not UTF-8 (and where)."""
     from .errors import UserError
 
     path = Path(path)
+    codec, decompress, errors = CODECS.get(path.suffix, (None, None, ()))
     try:
         data = path.read_bytes()
-        return (gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8")
+        return (decompress(data) if decompress else data).decode("utf-8")
     except (FileNotFoundError, IsADirectoryError):
         raise UserError(f"{path}: {what} not found") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise UserError(f"{path}: {what} is not gzip-compressed whole ({e})") from None
+    except errors as e:
+        raise UserError(f"{path}: {what} is not {codec}-compressed whole ({e})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def write_gzip_text(path, text: str) -> Path:
-    """`text` gzipped into `path`, atomically; the same bytes for the same text (no timestamp in the
-    header), so that a kept file written twice does not show as changed in git."""
-    return write_bytes(path, gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+def write_xz_text(path, text: str) -> Path:
+    """`text` xz-compressed into `path`, atomically; the same bytes for the same text (xz records no
+    time). On a kept run's diagnostics 0.64× gzip's bytes, on its predictions 0.9×; preset 6 (8 MB
+    dictionary, ~100 MB to compress) matches preset 9 on files this small."""
+    return write_bytes(path, lzma.compress(text.encode("utf-8"), format=lzma.FORMAT_XZ, preset=6))
 
 
 def sha256_file(path) -> str:

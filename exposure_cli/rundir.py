@@ -17,8 +17,9 @@
       diagnostics.json   `exposure diagnose`'s measures of the run
 
 A kept run (`exposure run --keep`, runner.keep_run) holds metrics.json, spec.yaml, train.jsonl, and
-diagnostics.json and predictions.beam{k}.tsv gzipped (`.gz`): results/ keeps ~140 campaign runs, and
-those two are nine tenths of a run's bytes, a fifth of it compressed. `kept` finds either form.
+diagnostics.json and predictions.beam{k}.tsv xz-compressed (`.xz`; runs kept before gzipped them,
+`.gz`): results/ keeps ~200 campaign, screen and leaderboard runs, and those two files are nine
+tenths of a run's bytes, a sixth of it compressed. `kept` finds any form.
 
 Every module that reads or writes one of these names it through here. No torch: the table and
 plot commands import it.
@@ -45,8 +46,9 @@ TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
 PREDICTIONS = "predictions.beam"  # + "{k}.tsv": `predictions`
-GZ = ".gz"
-COMPRESSED = (DIAGNOSTICS, PREDICTIONS)  # what a kept run gzips (names that start so)
+COMPRESSED = (DIAGNOSTICS, PREDICTIONS)  # what a kept run compresses (names that start so)
+XZ, GZ = ".xz", ".gz"
+SUFFIXES = (XZ, GZ)  # a kept file's compressed forms: xz now, gzip as kept before (fileio.read_text reads both)
 
 
 def compressed(name: str) -> bool:
@@ -54,10 +56,17 @@ def compressed(name: str) -> bool:
 
 
 def kept(run: Path, name: str) -> Path:
-    """The file `name` of a run: run/name, or its gzipped form run/name.gz when only that exists (a
-    kept run's); run/name when neither does, so that an error names the file expected."""
+    """The file `name` of a run: run/name, or its compressed form (name.xz, or name.gz as kept by an
+    older version) when only that exists (a kept run's); run/name when none does, so that an error
+    names the file expected."""
     plain = Path(run) / name
-    return plain if plain.exists() or not (gz := plain.with_name(name + GZ)).exists() else gz
+    forms = [plain] + [plain.with_name(name + suffix) for suffix in SUFFIXES]
+    return next((p for p in forms if p.exists()), plain)
+
+
+def plain_name(name: str) -> str:
+    """A kept file's name without its compression suffix."""
+    return next((name.removesuffix(s) for s in SUFFIXES if name.endswith(s)), name)
 
 
 def predictions(beam: int) -> str:

@@ -286,12 +286,12 @@ def keep_small_outputs(out_dir: Path, dest: Path) -> list[Path]:
 def keep_run(run: Path, target: Path, spec_text: str | None = None) -> list[Path]:
     """One finished run's small outputs copied to `target`: the predictions with their source column
     emptied (the sources are the test split's, line for line; the references and predictions are
-    what the scores come from), those and the diagnostics gzipped (rundir.COMPRESSED), and
+    what the scores come from), those and the diagnostics xz-compressed (rundir.COMPRESSED), and
     metrics.json last, so that a kept run with metrics.json is whole. `run` may itself be a kept run;
     `spec_text` replaces its spec.yaml (a run reused by another experiment, `reuse_runs`)."""
     written = []
     pattern = rundir.predictions("*")
-    for name in sorted({p.name.removesuffix(rundir.GZ) for p in [*run.glob(pattern), *run.glob(pattern + rundir.GZ)]}):
+    for name in sorted({rundir.plain_name(p.name) for p in run.glob(pattern + "*")}):
         cols = read_columns(path := rundir.kept(run, name))
         if cols is None:
             raise UserError(f"{path}: no predictions header")
@@ -308,8 +308,9 @@ def keep_run(run: Path, target: Path, spec_text: str | None = None) -> list[Path
 def _keep(path: Path, text: str) -> Path:
     if not rundir.compressed(path.name):
         return fileio.write_text(path, text)
-    written = fileio.write_gzip_text(path.with_name(path.name + rundir.GZ), text)
-    path.unlink(missing_ok=True)  # an uncompressed copy kept by an older version
+    written = fileio.write_xz_text(path.with_name(path.name + rundir.XZ), text)
+    for older in [path] + [path.with_name(path.name + s) for s in rundir.SUFFIXES if s != rundir.XZ]:
+        older.unlink(missing_ok=True)  # a copy kept by an older version, uncompressed or gzipped
     return written
 
 

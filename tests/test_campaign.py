@@ -48,11 +48,11 @@ def test_kept_runs_carry_their_diagnostics_and_are_never_run_again(tmp_path, spe
     for m in ("baseline", "random_replace"):
         for s in (0, 1):
             run = keep / m / f"seed{s}"
-            assert {"metrics.json", "diagnostics.json.gz", "spec.yaml", "train.jsonl", "predictions.beam2.tsv.gz"} \
-                == {p.name for p in run.iterdir()} - {"predictions.beam1.tsv.gz"}
-            # gzipped, the kept predictions are the live run's but for the (test split's) sources
+            assert {"metrics.json", "diagnostics.json.xz", "spec.yaml", "train.jsonl", "predictions.beam2.tsv.xz"} \
+                == {p.name for p in run.iterdir()} - {"predictions.beam1.tsv.xz"}
+            # compressed, the kept predictions are the live run's but for the (test split's) sources
             live_cols = read_columns(out / m / f"seed{s}" / "predictions.beam2.tsv")
-            kept_cols = read_columns(run / "predictions.beam2.tsv.gz")
+            kept_cols = read_columns(run / "predictions.beam2.tsv.xz")
             assert kept_cols == {**live_cols, "source": [""] * len(live_cols["source"])}
             assert not any(p.suffix == ".pt" for p in run.iterdir())
             # the recorded diagnostics are what a fresh measurement of the live run gives
@@ -86,7 +86,7 @@ def test_diagnose_recorded_aggregates_kept_runs_as_the_live_ones(tmp_path, spec)
         for d, stats in a["methods"][m]["values"].items():
             for k, cell in stats.items():
                 assert b["methods"][m]["values"][d][k]["per_seed"] == pytest.approx(cell["per_seed"], abs=1e-5)
-    (keep / "baseline" / "seed0" / "diagnostics.json.gz").unlink()
+    (keep / "baseline" / "seed0" / "diagnostics.json.xz").unlink()
     r = exposure("diagnose", keep, "--recorded")
     assert r.returncode == 2 and "baseline/seed0: no diagnostics.json" in r.stderr and "Traceback" not in r.stderr
 
@@ -237,7 +237,7 @@ def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(
     calls.clear()
     run_spec(replace(other, name="board2", methods=[MethodSpec("baseline", {})]), tmp_path / "b2", CPU,
              keep=tmp_path / "b2-kept", reuse=(keep,))
-    assert calls == [] and (tmp_path / "b2-kept" / "baseline" / "seed1" / "predictions.beam2.tsv.gz").exists()
+    assert calls == [] and (tmp_path / "b2-kept" / "baseline" / "seed1" / "predictions.beam2.tsv.xz").exists()
     changed = replace(other, name="board3", methods=[MethodSpec("baseline", {})], train=replace(spec.train, lr=1e-3))
     run_spec(changed, tmp_path / "b3", CPU, keep=tmp_path / "b3-kept", reuse=(keep, out))
     assert calls == [("baseline", 0), ("baseline", 1)]

@@ -85,16 +85,22 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_size(tmp_path, monkeypa
     assert [x.name for x in tmp_path.iterdir()] == ["last.pt"] and (tmp_path / "last.pt").read_bytes() == b"old"
 
 
-def test_gzipped_text_round_trips_with_the_same_bytes_and_a_cut_one_is_one_line(tmp_path):
+def test_compressed_text_round_trips_with_the_same_bytes_and_a_cut_one_is_one_line(tmp_path):
     import gzip
+    import lzma
 
     text = "source\treference\tprediction\n\t深度卷积\t基于遮挡\n" * 50
-    a = fileio.write_gzip_text(tmp_path / "a.tsv.gz", text)
-    assert gzip.decompress(a.read_bytes()).decode("utf-8") == text == fileio.read_text(a)  # gzip's own reading
-    assert a.read_bytes()[4:8] == bytes(4)  # no timestamp (RFC 1952 MTIME): kept twice, git sees no change
-    (tmp_path / "cut.tsv.gz").write_bytes(a.read_bytes()[:-9])
-    with pytest.raises(UserError, match=r"cut\.tsv\.gz: file is not gzip-compressed whole"):
-        fileio.read_text(tmp_path / "cut.tsv.gz")
-    (tmp_path / "plain.tsv.gz").write_text(text, encoding="utf-8")
-    with pytest.raises(UserError, match=r"plain\.tsv\.gz: file is not gzip-compressed whole"):
-        fileio.read_text(tmp_path / "plain.tsv.gz")
+    a = fileio.write_xz_text(tmp_path / "a.tsv.xz", text)
+    assert lzma.decompress(a.read_bytes()).decode("utf-8") == text == fileio.read_text(a)  # lzma's own reading
+    assert fileio.write_xz_text(tmp_path / "b.tsv.xz", text).read_bytes() == a.read_bytes()  # kept twice: git sees no change
+    (tmp_path / "old.tsv.gz").write_bytes(gzip.compress(text.encode("utf-8")))  # as an older version kept it
+    assert fileio.read_text(tmp_path / "old.tsv.gz") == text
+    for suffix, codec, data in ((".xz", "xz", a.read_bytes()), (".gz", "gzip", (tmp_path / "old.tsv.gz").read_bytes())):
+        (tmp_path / f"cut.tsv{suffix}").write_bytes(data[:-9])
+        with pytest.raises(UserError, match=rf"cut\.tsv\{suffix}: file is not {codec}-compressed whole"):
+            fileio.read_text(tmp_path / f"cut.tsv{suffix}")
+        (tmp_path / f"plain.tsv{suffix}").write_text(text, encoding="utf-8")
+        with pytest.raises(UserError, match=rf"plain\.tsv\{suffix}: file is not {codec}-compressed whole"):
+            fileio.read_text(tmp_path / f"plain.tsv{suffix}")
+
+

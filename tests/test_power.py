@@ -1,6 +1,7 @@
 """`exposure keep` (a run's small outputs, from which the tables rebuild without checkpoints) and
 `exposure power` (seeds needed per difference, from the measured variance components)."""
 
+import gzip
 import json
 import shutil
 
@@ -17,22 +18,25 @@ def test_kept_runs_rebuild_the_same_summary_without_checkpoints(fake_runs, tmp_p
     r = CliRunner().invoke(app, ["keep", str(fake_runs), str(dest)])
     assert r.exit_code == 0, r.output
     kept = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert "gradient_penalty/seed1/predictions.beam3.tsv.gz" in kept and "baseline/seed0/spec.yaml" in kept
+    assert "gradient_penalty/seed1/predictions.beam3.tsv.xz" in kept and "baseline/seed0/spec.yaml" in kept
     assert not any(name.endswith((".pt", "summary.json")) for name in kept)
     original = read_columns(fake_runs / "baseline" / "seed0" / "predictions.beam2.tsv")
-    small = read_columns(dest / "baseline" / "seed0" / "predictions.beam2.tsv.gz")
+    small = read_columns(dest / "baseline" / "seed0" / "predictions.beam2.tsv.xz")
     assert small["prediction"] == original["prediction"] and small["reference"] == original["reference"]
     assert set(small["source"]) == {""}
     r = CliRunner().invoke(app, ["table", str(dest), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == json.loads((fake_runs / "summary.json").read_text(encoding="utf-8"))
-    # a directory kept uncompressed (by an older version) is compressed in place: the same table
+    # a directory kept uncompressed or gzipped (by older versions) is recompressed in place: the same table
     older = tmp_path / "older"
     shutil.copytree(fake_runs, older, ignore=shutil.ignore_patterns("*.pt", "summary.json", "hypotheses*"))
+    for path in older.glob("*/seed0/predictions.beam*.tsv"):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
     r = CliRunner().invoke(app, ["keep", str(older), str(older)])
     assert r.exit_code == 0, r.output
-    assert sorted(p.relative_to(older).as_posix() for p in older.rglob("*.gz")) == [k for k in kept if k.endswith(".gz")]
-    assert not list(older.rglob("predictions.beam*.tsv"))
+    assert sorted(p.relative_to(older).as_posix() for p in older.rglob("*.xz")) == [k for k in kept if k.endswith(".xz")]
+    assert not list(older.rglob("predictions.beam*.tsv")) and not list(older.rglob("*.gz"))
     r = CliRunner().invoke(app, ["table", str(older), "--format", "json"])
     assert json.loads(r.output) == json.loads((fake_runs / "summary.json").read_text(encoding="utf-8"))
 

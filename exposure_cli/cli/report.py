@@ -121,9 +121,10 @@ def keep(
 
     Per run (<method>/seed<k>/): metrics.json, spec.yaml, train.jsonl, and diagnostics.json (where
     `exposure diagnose` measured it) and predictions.beam<k>.tsv with the source column emptied (the
-    sources are the test split's, line for line), those two gzipped. `exposure table DEST`, `plot`,
-    `compare`, `power` and `diagnose --recorded` then summarise DEST afresh from them. About 130 KB a
-    run. DEST may be RUN_DIR itself, or a directory an older version kept: it is compressed in place."""
+    sources are the test split's, line for line), those two xz-compressed. `exposure table DEST`, `plot`,
+    `compare`, `power` and `diagnose --recorded` then summarise DEST afresh from them. About 100 KB a
+    run (a CSL run of 498 test titles). DEST may be RUN_DIR itself, or a directory an older version
+    kept (uncompressed, or gzipped): it is recompressed in place."""
     from ..runner import keep_small_outputs
 
     if not run_dir.is_dir():
