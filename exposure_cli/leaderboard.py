@@ -429,9 +429,10 @@ def _cost_panel(ax, board: dict, colour: dict) -> None:
         own, total = c["step_cost"], c["step_cost_with_warm_start"]
         if own is None:
             continue
-        ax.barh(y, own, color=colour.get(e["method"], "grey"))
+        c = colour.get(e["method"], "black")  # baseline: black, apart from every method's colour
+        ax.barh(y, own, color=c)
         if total is not None and total > own:
-            ax.barh(y, total - own, left=own, color=colour.get(e["method"], "grey"), alpha=0.35, hatch="//")
+            ax.barh(y, total - own, left=own, color=c, alpha=0.35, hatch="//")
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.set(xlabel=f"this grid's seconds per step / baseline's ({board['cost_clock']} clock)\n"
@@ -452,7 +453,7 @@ def _sensitivity_panel(ax, board: dict, colour: dict) -> None:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.set_ylim(-0.5, len(names) - 0.5)
-    ax.set(xlabel="Δ points lost per injected own error, vs baseline (lower: less sensitive)",
+    ax.set(xlabel="Δ points lost per own error vs baseline (lower: less sensitive)",
            title="sensitivity to its own errors (exposure diagnose)")
     ax.grid(alpha=0.3, axis="x")
 
