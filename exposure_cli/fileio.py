@@ -229,9 +229,10 @@ def torch_load(path, device="cpu", what: str = "checkpoint") -> Any:
         raise Damaged(f"{path}: not a readable {what}, truncated or corrupt ({msg})") from None
 
 
-# The compressed forms read_text takes, by file suffix: (decompress, the errors of a cut or foreign file).
-CODECS = {".gz": ("gzip", gzip.decompress, (gzip.BadGzipFile, EOFError, zlib.error)),
-          ".xz": ("xz", lzma.decompress, (lzma.LZMAError, EOFError))}
+# The compressed forms read_text takes, by file suffix: (name, decompress, the errors of a cut or
+# foreign file); write_xz_text's first, as rundir.kept prefers it.
+CODECS = {".xz": ("xz", lzma.decompress, (lzma.LZMAError, EOFError)),
+          ".gz": ("gzip", gzip.decompress, (gzip.BadGzipFile, EOFError, zlib.error))}
 
 
 def read_text(path, what: str = "file") -> str:

@@ -422,11 +422,17 @@ def figure(board: dict):
     return fig
 
 
+def _method_rows(ax, board: dict) -> list[tuple[int, dict]]:
+    """A horizontal panel's rows: the table's methods top down, labelled; (y, entry) pairs."""
+    entries = board["methods"][::-1]
+    ax.set_yticks(range(len(entries)), [e["method"] for e in entries], fontsize="small")
+    ax.set_ylim(-0.5, len(entries) - 0.5)
+    return list(enumerate(entries))
+
+
 def _cost_panel(ax, board: dict, colour: dict) -> None:
-    names = [e["method"] for e in board["methods"]][::-1]  # the table's order, top down
-    for y, e in enumerate(board["methods"][::-1]):
-        c = e["cost"]
-        own, total = c["step_cost"], c["step_cost_with_warm_start"]
+    for y, e in _method_rows(ax, board):
+        own, total = e["cost"]["step_cost"], e["cost"]["step_cost_with_warm_start"]
         if own is None:
             continue
         c = colour.get(e["method"], "black")  # baseline: black, apart from every method's colour
@@ -434,7 +440,6 @@ def _cost_panel(ax, board: dict, colour: dict) -> None:
         if total is not None and total > own:
             ax.barh(y, total - own, left=own, color=c, alpha=0.35, hatch="//")
     ax.axvline(1, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(names)), names, fontsize="small")
     ax.set(xlabel=f"this grid's seconds per step / baseline's ({board['cost_clock']} clock)\n"
                   "`exposure bench train` is the controlled measure",
            title="training cost per step (hatched: the warm start)")
@@ -442,17 +447,14 @@ def _cost_panel(ax, board: dict, colour: dict) -> None:
 
 
 def _sensitivity_panel(ax, board: dict, colour: dict) -> None:
-    names = [e["method"] for e in board["methods"]][::-1]
-    for y, e in enumerate(board["methods"][::-1]):
+    for y, e in _method_rows(ax, board):
         d = e["diagnostics"]
         d = d.get("d_sensitivity") if isinstance(d, dict) else None
         if e["method"] == BASELINE or d is None:
             continue
         ax.errorbar([d["diff"]], [y], xerr=[[d["diff"] - d["lo"]], [d["hi"] - d["diff"]]], marker="o", capsize=3,
-                    color=colour.get(e["method"], "grey"))
+                    color=colour[e["method"]])
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(names)), names, fontsize="small")
-    ax.set_ylim(-0.5, len(names) - 0.5)
     ax.set(xlabel="Δ points lost per own error vs baseline (lower: less sensitive)",
            title="sensitivity to its own errors (exposure diagnose)")
     ax.grid(alpha=0.3, axis="x")

@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .fileio import CODECS
+
 SPEC = "spec.yaml"
 LAST = "last.pt"
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, for when storage damages last.pt
@@ -47,8 +49,8 @@ TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 PREDICTIONS = "predictions.beam"  # + "{k}.tsv": `predictions`
 COMPRESSED = (DIAGNOSTICS, PREDICTIONS)  # what a kept run compresses (names that start so)
-XZ, GZ = ".xz", ".gz"
-SUFFIXES = (XZ, GZ)  # a kept file's compressed forms: xz now, gzip as kept before (fileio.read_text reads both)
+XZ = ".xz"  # what a kept run writes (fileio.write_xz_text)
+SUFFIXES = tuple(CODECS)  # every compressed form fileio.read_text reads, xz first: gzip is how runs were kept before
 
 
 def compressed(name: str) -> bool:
