@@ -102,6 +102,7 @@ class Run:
     amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
     events: object | None = None  # tensorboard.EventMirror with train.tensorboard: each log record also goes there
     init_from: Path | None = None  # the run whose best.pt this one started from (a method's warm start)
+    resumed: bool = False  # restored from last.pt; else the run starts at its first step (`begin`)
 
     @property
     def label(self) -> str:
@@ -130,16 +131,22 @@ def load_split(path: str, limit: int | None = None) -> list[Pair]:
     return pairs[:limit] if limit is not None else pairs
 
 
-def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+def peak_lr(t, warm_started: bool) -> float:
+    """The peak learning rate: train.lr, or train.finetune_lr for a run that fine-tunes another's weights."""
+    return t.finetune_lr if warm_started and t.finetune_lr is not None else t.lr
+
+
+def make_optimizer(model: torch.nn.Module, t, warm_started: bool = False) -> torch.optim.Optimizer:
     """AdamW over every parameter, or, with `no_decay_norm_bias`, biases and LayerNorm weights in a
     group without weight decay (as nanoGPT's configure_optimizers and BERT's fine-tuning recipe)."""
+    lr = peak_lr(t, warm_started)
     if not t.no_decay_norm_bias:
-        return torch.optim.AdamW(model.parameters(), lr=t.lr, eps=t.adam_eps, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(model.parameters(), lr=lr, eps=t.adam_eps, weight_decay=t.weight_decay)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith("bias") or "LayerNorm" in name or p.dim() < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, eps=t.adam_eps)
+    return torch.optim.AdamW(groups, lr=lr, eps=t.adam_eps)
 
 
 def autocast(run: Run, enabled: bool | None = None):
@@ -176,7 +183,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
         warm_start(model, Path(init_from) / rundir.BEST, device)
     method = get_method(method_spec.name, method_spec.params)
     model.double_backward = method.needs_double_backward
-    opt = make_optimizer(model, spec.train)
+    opt = make_optimizer(model, spec.train, warm_started=init_from is not None)
     m = spec.model
     train_ex = encode_examples(tok, train_pairs, m.source_len(), m.max_target_len, m.truncation, m.max_len)
     total_steps = math.ceil(len(train_ex) / spec.train.batch_size) * spec.train.epochs
@@ -192,8 +199,24 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
             warn(f"{problem}; the run starts over")
             start_over(run_dir)
         else:
-            restore(run)
+            run.resumed = restore(run)
     return run
+
+
+def begin(run: Run) -> None:
+    """What a run starting from its first step does before it: drop the log lines of a process killed
+    before its first checkpoint (that work is redone), and with train.finetune_keep_start make a warm
+    start's weights the epoch-0 candidate (its best.pt and recorded dev scores: same spec, same dev
+    decoding). Repeating it after a kill gives the same state."""
+    (run.dir / rundir.LOG).unlink(missing_ok=True)
+    if run.init_from is None or not run.spec.train.finetune_keep_start:
+        return
+    start = fileio.torch_load(run.init_from / rundir.BEST, "cpu")
+    dev = start["dev"]
+    fileio.torch_save(run.dir / rundir.BEST, {"model": start["model"], "config": start["config"], "epoch": 0, "dev": dev})
+    run.state.best_bleu, run.state.best_epoch = dev["bleu"], 0
+    with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
+        write_log(run, log, {"epoch": 0, "dev": dev, "best": True, "start": str(run.init_from)})
 
 
 def warn(message: str) -> None:
@@ -269,11 +292,12 @@ def _load_last(run: Run) -> tuple[dict | None, Path]:
     return None, run.dir / rundir.LAST
 
 
-def restore(run: Run) -> None:
+def restore(run: Run) -> bool:
+    """Resume from last.pt (or last.prev.pt); False when neither is intact and the run starts over."""
     ck, path = _load_last(run)
     if ck is None:
         start_over(run.dir)
-        return
+        return False
     try:
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -292,6 +316,7 @@ def restore(run: Run) -> None:
     if log.exists() and log.stat().st_size > ck["log_bytes"]:
         with open(log, "rb+") as f:  # drop the lines of the work being redone
             f.truncate(ck["log_bytes"])
+    return True
 
 
 def _as_random_state(s):
@@ -525,6 +550,8 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
         fileio.write_json(failed, record)
         return {"method": method_label(method_spec), "seed": seed, "failed": record}
     run = prepare_run(spec, method_spec, seed, run_dir, device, init_from)
+    if not run.resumed:
+        begin(run)
     if spec.train.tensorboard:
         from .tensorboard import EventMirror
 

@@ -527,6 +527,56 @@ def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, 
     assert again["warm_start"] == first["warm_start"] and again["test"] == first["test"]
 
 
+def warm_spec(CSL, **train):
+    from exposure_cli.spec import spec_from_dict
+
+    return spec_from_dict({
+        "name": "warm", "data": {"train": str(CSL / "train.tsv"), "dev": str(CSL / "dev.tsv"),
+                                 "test": str(CSL / "test.tsv"), "train_limit": 12, "test_limit": 2},
+        "model": {"layers": 1, "hidden": 16, "heads": 2, "max_len": 64, "max_target_len": 8, "dropout": 0.0},
+        "train": {"epochs": 1, "batch_size": 12, "seeds": [0], "dev_size": 2, "lr": 1e-3, **train},
+        "decode": {"beams": [1], "max_len": 4}, "methods": ["baseline", "mrt"]})
+
+
+def test_finetune_lr_sets_only_the_warm_started_runs_rate(tmp_path, prepared_data):
+    from exposure_cli.train import prepare_run, run_one
+
+    spec = warm_spec(prepared_data / "csl", finetune_lr=3e-5)
+    base = run_one(spec, spec.methods[0], 0, tmp_path / "baseline" / "seed0", torch.device("cpu"))
+    assert "failed" not in base
+    cold = prepare_run(spec, spec.methods[0], 0, tmp_path / "cold" / "seed0", torch.device("cpu"))
+    warm = prepare_run(spec, spec.methods[1], 0, tmp_path / "mrt" / "seed0", torch.device("cpu"),
+                       init_from=tmp_path / "baseline" / "seed0")
+    assert [g["initial_lr"] for g in cold.opt.param_groups] == [1e-3]
+    assert [g["initial_lr"] for g in warm.opt.param_groups] == [3e-5]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_finetune_keep_start_makes_the_start_a_selection_candidate(tmp_path, prepared_data, keep):
+    from exposure_cli.train import run_one
+
+    spec = warm_spec(prepared_data / "csl", finetune_keep_start=keep)
+    start = tmp_path / "baseline" / "seed0"
+    base = run_one(spec, spec.methods[0], 0, start, torch.device("cpu"))
+    # a start no fine-tuned epoch can beat on dev: with the start a candidate, selection keeps it
+    ck = torch.load(start / "best.pt", weights_only=True)
+    ck["dev"]["bleu"] = 101.0
+    torch.save(ck, start / "best.pt")
+    d = tmp_path / "mrt" / "seed0"
+    d.mkdir(parents=True)
+    (d / "train.jsonl").write_text('{"step": 99, "loss": 1.0}\n')  # a process killed before its first checkpoint
+    res = run_one(spec, spec.methods[1], 0, d, torch.device("cpu"), init_from=start)
+    log = [json.loads(line) for line in (d / "train.jsonl").read_text().splitlines()]
+    assert all(e.get("step") != 99 for e in log)  # its lines are dropped: that work was redone
+    dev = [e for e in log if "dev" in e]
+    if keep:
+        assert res["best_epoch"] == 0 and res["dev_bleu"] == 101.0 and res["test"] == base["test"]
+        assert dev[0]["epoch"] == 0 and dev[0]["dev"]["bleu"] == 101.0 and dev[0]["start"] == str(start)
+        assert [e["best"] for e in dev] == [True, False]
+    else:
+        assert res["best_epoch"] == 1 and [e["epoch"] for e in dev] == [1]
+
+
 def test_a_warm_started_method_needs_its_starting_method_in_the_spec(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({"name": "x", "methods": ["raml", {"mrt": {"alpha": 0.01}}]}))
