@@ -109,7 +109,7 @@ def run(
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
     on_finished = None
     if commit:
-        from ..campaign import Committer
+        from ..commit import Committer
 
         if keep is None:
             raise UserError("--commit: only with --keep (it commits the kept runs)")
