@@ -118,7 +118,7 @@ MEMBERS = {"methods": {"baseline", "random_replace", "gradient_penalty", "schedu
 
 
 def test_every_family_is_a_registry_that_families_finds_on_its_own():
-    from exposure_cli.registry import FAMILIES, families
+    from exposure_cli.registry import FAMILIES
 
     for m in _modules():  # every module imported: every family has recorded itself
         if m != "exposure_cli.executors.ray":

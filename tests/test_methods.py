@@ -17,7 +17,6 @@ from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.errors import UserError
 from exposure_cli.methods import StepContext, available, get_method, validate_method
-from exposure_cli.methods.gradient_penalty import penalty_terms
 from exposure_cli.model import ModelConfig, UniLM, target_history
 
 runner = CliRunner()

@@ -2,7 +2,6 @@
 teacher-forced probabilities of the first two tokens (chi-square), and greedy decoding at
 temperature 0."""
 
-import math
 
 import pytest
 import torch

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ..errors import UserError
 from ..registry import Registry
+
+if TYPE_CHECKING:  # scoring imports this module
+    from .scoring import Context
 
 
 SPLITS = ("test", "dev", "train")

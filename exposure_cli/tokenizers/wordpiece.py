@@ -17,7 +17,6 @@ character is its own word); a Latin word with a character outside the vocabulary
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from pathlib import Path
