@@ -95,11 +95,6 @@ class TrainSpec:
                          "of one plain shuffle per epoch, as the study's scripts (the paper profiles)")
     seeds: list[int] = param([0, 1], "one run per seed and method")
     bf16: bool = param(True, "bf16 autocast for training and decoding (fp16 with a grad scaler on GPUs without bf16)")
-    finetune_lr: float | None = param(None, "peak learning rate of a warm-started method's fine-tuning (MRT and "
-                                      "SCST start from the baseline's best.pt); null = train.lr")
-    finetune_keep_start: bool = param(False, "a warm-started run's starting weights are its epoch-0 candidate for "
-                                      "selection (their recorded dev BLEU), so fine-tuning is kept only where dev "
-                                      "says it helped; false = selection starts at the first fine-tuned epoch")
     patience: int | None = param(None, "early stopping: end training once dev BLEU has not improved for this many "
                                  "epochs (the selected weights are the best epoch's either way); null = every epoch")
     dev_size: int | None = param(500, "dev examples greedily decoded after each epoch; null = the whole split")
@@ -338,8 +333,6 @@ def _check_ranges(s: Spec) -> None:
     need(t.patience is None or t.patience >= 1, "train.patience", "at least 1, or null (no early stopping)")
     need(t.batch_size >= 1, "train.batch_size", "at least 1")
     need(t.lr > 0 and math.isfinite(t.lr), "train.lr", "a positive number")
-    need(t.finetune_lr is None or (t.finetune_lr > 0 and math.isfinite(t.finetune_lr)), "train.finetune_lr",
-         "a positive number, or null (train.lr)")
     need(t.adam_eps > 0, "train.adam_eps", "a positive number")
     need(t.warmup >= 0, "train.warmup", "0 or more steps")
     need(t.weight_decay >= 0, "train.weight_decay", "0 or more")

@@ -131,15 +131,11 @@ def load_split(path: str, limit: int | None = None) -> list[Pair]:
     return pairs[:limit] if limit is not None else pairs
 
 
-def peak_lr(t, warm_started: bool) -> float:
-    """The peak learning rate: train.lr, or train.finetune_lr for a run that fine-tunes another's weights."""
-    return t.finetune_lr if warm_started and t.finetune_lr is not None else t.lr
-
-
-def make_optimizer(model: torch.nn.Module, t, warm_started: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, t, lr: float | None = None) -> torch.optim.Optimizer:
     """AdamW over every parameter, or, with `no_decay_norm_bias`, biases and LayerNorm weights in a
-    group without weight decay (as nanoGPT's configure_optimizers and BERT's fine-tuning recipe)."""
-    lr = peak_lr(t, warm_started)
+    group without weight decay (as nanoGPT's configure_optimizers and BERT's fine-tuning recipe).
+    Its peak rate is `lr`, default train.lr."""
+    lr = t.lr if lr is None else lr
     if not t.no_decay_norm_bias:
         return torch.optim.AdamW(model.parameters(), lr=lr, eps=t.adam_eps, weight_decay=t.weight_decay)
     decay, no_decay = [], []
@@ -183,7 +179,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
         warm_start(model, Path(init_from) / rundir.BEST, device)
     method = get_method(method_spec.name, method_spec.params)
     model.double_backward = method.needs_double_backward
-    opt = make_optimizer(model, spec.train, warm_started=init_from is not None)
+    opt = make_optimizer(model, spec.train, method.peak_lr(spec.train.lr))
     m = spec.model
     train_ex = encode_examples(tok, train_pairs, m.source_len(), m.max_target_len, m.truncation, m.max_len)
     total_steps = math.ceil(len(train_ex) / spec.train.batch_size) * spec.train.epochs
@@ -205,11 +201,11 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
 
 def begin(run: Run) -> None:
     """What a run starting from its first step does before it: drop the log lines of a process killed
-    before its first checkpoint (that work is redone), and with train.finetune_keep_start make a warm
-    start's weights the epoch-0 candidate (its best.pt and recorded dev scores: same spec, same dev
-    decoding). Repeating it after a kill gives the same state."""
+    before its first checkpoint (that work is redone), and for a fine-tuning that keeps its start
+    (methods.base.FineTuning) make the start's weights the epoch-0 candidate: its best.pt and recorded
+    dev scores (same spec, same dev decoding). Repeating it after a kill gives the same state."""
     (run.dir / rundir.LOG).unlink(missing_ok=True)
-    if run.init_from is None or not run.spec.train.finetune_keep_start:
+    if run.init_from is None or not run.method.start_is_candidate():
         return
     start = fileio.torch_load(run.init_from / rundir.BEST, "cpu")
     dev = start["dev"]

@@ -18,6 +18,7 @@ from exposure_cli.data import read_pairs
 from exposure_cli.errors import UserError
 from exposure_cli.methods import StepContext, available, get_method, validate_method
 from exposure_cli.model import ModelConfig, UniLM, target_history
+from exposure_cli.spec import MethodSpec, method_label
 
 runner = CliRunner()
 
@@ -526,35 +527,37 @@ def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, 
     assert again["warm_start"] == first["warm_start"] and again["test"] == first["test"]
 
 
-def warm_spec(CSL, **train):
+def warm_spec(CSL, **mrt):
     from exposure_cli.spec import spec_from_dict
 
     return spec_from_dict({
         "name": "warm", "data": {"train": str(CSL / "train.tsv"), "dev": str(CSL / "dev.tsv"),
                                  "test": str(CSL / "test.tsv"), "train_limit": 12, "test_limit": 2},
         "model": {"layers": 1, "hidden": 16, "heads": 2, "max_len": 64, "max_target_len": 8, "dropout": 0.0},
-        "train": {"epochs": 1, "batch_size": 12, "seeds": [0], "dev_size": 2, "lr": 1e-3, **train},
-        "decode": {"beams": [1], "max_len": 4}, "methods": ["baseline", "mrt"]})
+        "train": {"epochs": 1, "batch_size": 12, "seeds": [0], "dev_size": 2, "lr": 1e-3},
+        "decode": {"beams": [1], "max_len": 4}, "methods": ["baseline", {"mrt": {"samples": 2, **mrt}}]})
 
 
-def test_finetune_lr_sets_only_the_warm_started_runs_rate(tmp_path, prepared_data):
+@pytest.mark.parametrize("method", ["mrt", "scst"])
+def test_a_fine_tuning_runs_at_its_own_rate_and_labels_it(tmp_path, prepared_data, method):
     from exposure_cli.train import prepare_run, run_one
 
-    spec = warm_spec(prepared_data / "csl", finetune_lr=3e-5)
-    base = run_one(spec, spec.methods[0], 0, tmp_path / "baseline" / "seed0", torch.device("cpu"))
-    assert "failed" not in base
-    cold = prepare_run(spec, spec.methods[0], 0, tmp_path / "cold" / "seed0", torch.device("cpu"))
-    warm = prepare_run(spec, spec.methods[1], 0, tmp_path / "mrt" / "seed0", torch.device("cpu"),
-                       init_from=tmp_path / "baseline" / "seed0")
-    assert [g["initial_lr"] for g in cold.opt.param_groups] == [1e-3]
-    assert [g["initial_lr"] for g in warm.opt.param_groups] == [3e-5]
+    spec = warm_spec(prepared_data / "csl")
+    assert "failed" not in run_one(spec, spec.methods[0], 0, tmp_path / "baseline" / "seed0", torch.device("cpu"))
+    rates = {}
+    for params in ({}, {"lr": 3e-5}):
+        ms = MethodSpec(method, params)
+        run = prepare_run(spec, ms, 0, tmp_path / method_label(ms) / "seed0", torch.device("cpu"),
+                          init_from=tmp_path / "baseline" / "seed0")
+        rates[method_label(ms)] = [g["initial_lr"] for g in run.opt.param_groups]
+    assert rates == {method: [1e-3], f"{method}(lr=3e-05)": [3e-5]}
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_finetune_keep_start_makes_the_start_a_selection_candidate(tmp_path, prepared_data, keep):
+def test_keep_start_makes_the_start_a_selection_candidate(tmp_path, prepared_data, keep):
     from exposure_cli.train import run_one
 
-    spec = warm_spec(prepared_data / "csl", finetune_keep_start=keep)
+    spec = warm_spec(prepared_data / "csl", keep_start=keep)
     start = tmp_path / "baseline" / "seed0"
     base = run_one(spec, spec.methods[0], 0, start, torch.device("cpu"))
     # a start no fine-tuned epoch can beat on dev: with the start a candidate, selection keeps it

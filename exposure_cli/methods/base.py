@@ -80,6 +80,14 @@ class Method:
         ce = model.target_loss(batch, label_smoothing=ctx.label_smoothing)
         return ce, {"ce": ce.detach()}
 
+    def peak_lr(self, lr: float) -> float:
+        """This method's peak learning rate, given the spec's `train.lr`."""
+        return lr
+
+    def start_is_candidate(self) -> bool:
+        """True when a warm-started run's starting weights compete in its selection on dev (epoch 0)."""
+        return False
+
     def label(self) -> str:
         """Name plus the parameters that differ from their defaults, e.g. `random_replace(ratio=0.2)`."""
         changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
@@ -112,6 +120,28 @@ class Baseline(Method):
     """Plain teacher forcing."""
 
     name: ClassVar[str] = "baseline"
+
+
+@dataclass
+class FineTuning(Method):
+    """A method that fine-tunes the same seed's baseline run (its best.pt), as MRT and SCST do in their
+    papers: the runner trains that run first (train.run_one's `init_from`). Registers nothing."""
+
+    warm_start: ClassVar[str | None] = "baseline"
+    lr: float | None = param(None, "peak learning rate of the fine-tuning (warm-up and schedule as train's); "
+                             "null = train.lr, the MLE stage's (the papers fine-tune at about a tenth)")
+    keep_start: bool = param(False, "the starting weights are the epoch-0 candidate of selection on dev (their "
+                             "recorded dev scores): fine-tuning is kept only where dev says it helped")
+
+    def __post_init__(self):
+        if self.lr is not None:
+            check_range("lr", self.lr, 0.0, lo_open=True)
+
+    def peak_lr(self, lr: float) -> float:
+        return lr if self.lr is None else self.lr
+
+    def start_is_candidate(self) -> bool:
+        return self.keep_start
 
 
 def available() -> list[str]:

@@ -28,7 +28,7 @@ import torch
 
 from ..batching import Batch
 from . import sequence_level as sl
-from .base import Method, StepContext, check_range, param, register
+from .base import FineTuning, StepContext, check_range, param, register
 
 MAX_SAMPLES = 8
 
@@ -46,10 +46,9 @@ def expected_risk(seq_logp: torch.Tensor, cost: torch.Tensor, group: torch.Tenso
 
 @register
 @dataclass
-class MinimumRisk(Method):
+class MinimumRisk(FineTuning):
     name: ClassVar[str] = "mrt"
     step_cost: ClassVar[float] = 4.5
-    warm_start: ClassVar[str | None] = "baseline"
     scores_texts: ClassVar[bool] = True
     samples: int = param(8, f"S: candidates sampled per source (at most {MAX_SAMPLES}; the paper's 100 is too "
                          "costly here)")
@@ -59,6 +58,7 @@ class MinimumRisk(Method):
     reference: bool = param(True, "add the reference to every candidate set")
 
     def __post_init__(self):
+        super().__post_init__()
         check_range("samples", self.samples, 1, MAX_SAMPLES)
         check_range("alpha", self.alpha, 0.0, lo_open=True)
         check_range("weight", self.weight, 0.0, 1.0)

@@ -24,7 +24,7 @@ import torch
 
 from ..batching import Batch
 from . import sequence_level as sl
-from .base import Method, StepContext, check_range, param, register
+from .base import FineTuning, StepContext, check_range, param, register
 from .mrt import MAX_SAMPLES
 
 
@@ -43,10 +43,9 @@ def advantages(tok, samples: list[list[list[int]]], greedy: list[list[int]], ref
 
 @register
 @dataclass
-class SelfCritical(Method):
+class SelfCritical(FineTuning):
     name: ClassVar[str] = "scst"
     step_cost: ClassVar[float] = 3.4
-    warm_start: ClassVar[str | None] = "baseline"
     scores_texts: ClassVar[bool] = True
     samples: int = param(1, f"samples per source, each with the greedy output as its baseline (Rennie et al.: 1; "
                          f"at most {MAX_SAMPLES})")
@@ -56,6 +55,7 @@ class SelfCritical(Method):
     temperature: float = param(1.0, "sampling temperature (1: the model's distribution)")
 
     def __post_init__(self):
+        super().__post_init__()
         check_range("samples", self.samples, 1, MAX_SAMPLES)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("temperature", self.temperature, 0.0, lo_open=True)
