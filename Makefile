@@ -109,7 +109,8 @@ study-cpu: install data
 # and the gradient penalty as the article describes them (no-early-stopping: all five of the
 # campaign's methods, since early stopping was checked on the baseline alone), 3 seeds each; every
 # run kept (with its diagnostics) in results/screen-cpu/<toggle>/ as it finishes. The untoggled arm
-# is the campaign's. Each kept run is committed as it finishes (SCREEN_COMMIT= not to).
+# is the campaign's. Each kept run is committed as it finishes (SCREEN_COMMIT= not to). A campaign
+# run that patience never stopped (it trained all 8 epochs) is the no-early-stopping run: copied.
 SCREEN_COMMIT ?= --commit
 SCREEN_METHODS := --set 'methods=[baseline, random_replace, gradient_penalty]' --set 'train.seeds=[0, 1, 2]'
 screen-cpu: install data
@@ -120,7 +121,8 @@ screen-cpu: install data
 	$(EXPOSURE) run study-cpu.yaml $(SCREEN_METHODS) --set train.epochs=3 --set train.patience=null \
 	  --out runs/screen-cpu/short-schedule --keep results/screen-cpu/short-schedule --jobs $(JOBS) $(SCREEN_COMMIT)
 	$(EXPOSURE) run study-cpu.yaml --set 'train.seeds=[0, 1, 2]' --set train.patience=null \
-	  --out runs/screen-cpu/no-early-stopping --keep results/screen-cpu/no-early-stopping --jobs $(JOBS) $(SCREEN_COMMIT)
+	  --out runs/screen-cpu/no-early-stopping --keep results/screen-cpu/no-early-stopping --jobs $(JOBS) $(SCREEN_COMMIT) \
+	  --reuse results/study-cpu
 	$(EXPOSURE) screen results/study-cpu \
 	  $(foreach t,label-smoothing no-copy-terms short-schedule no-early-stopping,$(t)=results/screen-cpu/$(t)) \
 	  --output results/screen-cpu.md

@@ -228,7 +228,7 @@ def keep_finished(tasks: list[RunTask], device="cpu", on_finished=None) -> None:
 
 def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:
     """Copy in, instead of training again, each run of the grid that another experiment already
-    finished with the same data, model, training, decoding, method and seed (`run_identity`): from a
+    finished with the same data, model, training, decoding, method and seed (`same_run`): from a
     run directory with its best.pt (an output directory: the whole run, so that a warm start can
     start from it), else from a kept run into the task's keep directory.
     The copy's spec.yaml is this experiment's. Returns a line per run copied."""
@@ -243,7 +243,7 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
         want = run_identity(yaml.safe_load(text))
         for src in sources:
             cand = run_path(Path(src), t.label, t.seed)
-            if not is_kept(cand) or run_identity(yaml.safe_load(fileio.read_text(cand / rundir.SPEC))) != want:
+            if not is_kept(cand) or not same_run(cand, want):
                 continue
             if (cand / rundir.BEST).exists():
                 _copy_run(cand, Path(t.dir), text)  # kept by keep_finished
@@ -254,6 +254,20 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
             lines.append(f"{t.label} seed {t.seed} from {cand}")
             break
     return lines
+
+
+def same_run(run: Path, want: dict) -> bool:
+    """Whether the finished run at `run` is the run whose identity is `want`: the same identity, or
+    one that differs only in early stopping when stopping is moot. A run that its patience p never
+    stopped trained every epoch and is the run that patience p' ≥ p, or none, would have made."""
+    have = run_identity(yaml.safe_load(fileio.read_text(run / rundir.SPEC)))
+    if have == want:
+        return True
+    p, q = have["train"].get("patience"), want["train"].get("patience")
+    if p is None or (q is not None and q < p):
+        return False
+    trained_all = fileio.read_json(run / rundir.METRICS).get("epochs") == have["train"].get("epochs")
+    return trained_all and {**have, "train": {**have["train"], "patience": q}} == want
 
 
 def _copy_run(src: Path, dest: Path, spec_text: str) -> None:

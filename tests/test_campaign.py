@@ -243,6 +243,28 @@ def test_another_experiment_reuses_the_identical_runs_and_warm_starts_from_them(
     assert calls == [("baseline", 0), ("baseline", 1)]
 
 
+def test_a_run_early_stopping_never_stopped_is_reused_where_stopping_is_later_or_off(tmp_path, spec, monkeypatch):
+    """Patience p that never stopped a run made the run of every patience ≥ p and of none (the
+    screen's no-early-stopping toggle beside the campaign); a run it stopped, or a smaller patience,
+    is trained."""
+    from dataclasses import replace
+
+    stopping = replace(spec, train=replace(spec.train, epochs=2, patience=2))  # 2 epochs: nothing stops
+    run_spec(stopping, tmp_path / "out", CPU, keep=tmp_path / "kept")
+    stopped = tmp_path / "kept" / "random_replace" / "seed1" / "metrics.json"
+    fileio.write_json(stopped, {**fileio.read_json(stopped), "epochs": 1, "stopped_early": True})
+    calls = _count_runs(monkeypatch)
+    for name, patience, trained in [("off", None, [("random_replace", 1)]), ("later", 3, [("random_replace", 1)]),
+                                    ("sooner", 1, [(m, s) for m in ("baseline", "random_replace") for s in (0, 1)])]:
+        calls.clear()
+        other = replace(stopping, name=name, train=replace(stopping.train, patience=patience))
+        run_spec(other, tmp_path / name, CPU, keep=tmp_path / f"{name}-kept", reuse=(tmp_path / "kept",))
+        assert sorted(calls) == trained, name
+        if name == "off":
+            copied = tmp_path / "off-kept" / "baseline" / "seed0" / "metrics.json"
+            assert fileio.read_json(copied) == fileio.read_json(tmp_path / "kept" / "baseline" / "seed0" / "metrics.json")
+
+
 def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
     """`exposure run --keep --commit --reuse`, as `make leaderboard` beside a campaign: one commit per
     run trained, one for the runs --reuse copied into KEEP, nothing left uncommitted."""

@@ -66,7 +66,8 @@ def run(
                                      "checkpoints, so that a warm start can start from them) or kept directory "
                                      "(with --keep): each of its finished runs with the same data, model, training, "
                                      "decoding, method and seed as one of this grid's is copied instead of trained "
-                                     "again (repeatable; the first directory that has the run gives it)."),
+                                     "again (a run early stopping never stopped also stands for a later patience "
+                                     "or none; repeatable; the first directory that has the run gives it)."),
     commit: bool = typer.Option(False, "--commit", help="With --keep: git-commit each run to the work tree KEEP "
                                 "lies in as it is kept, and the runs --reuse copied there, so that a grid of many "
                                 "hours stopped anywhere loses at most the runs under way."),
