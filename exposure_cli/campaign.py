@@ -23,6 +23,7 @@ the state after each decision.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,9 +159,22 @@ def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int, summary: dict | 
             "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0, "widths": rows, "verdict": None}
 
 
+def blocks_to_budget(status: dict, goal: Goal) -> int | None:
+    """More blocks the budget lets run at the CPU hours a block has cost so far (a block starts while
+    the hours spent are below the budget), or None before the first block."""
+    done, hours = status["blocks_done"], status["cpu_hours"]
+    if not done or not hours:
+        return None
+    return max(0, math.ceil((goal.budget_hours - hours) / (hours / done)))
+
+
 def describe(status: dict, goal: Goal) -> str:
     lines = [f"{status['blocks_done']} block(s) done ({len(status['seeds'])} seeds), "
              f"{status['cpu_hours']:.1f} of {goal.budget_hours:g} CPU hours"]
+    left = blocks_to_budget(status, goal)
+    if left is not None and not status.get("verdict"):
+        lines[0] += (f"; at {status['cpu_hours'] / status['blocks_done']:.1f} CPU hours a block the budget runs "
+                     f"at most {left} more ({left * goal.block} seeds) unless the widths get there first")
     for r in status["widths"]:
         extra = (f", floor {r['floor']:.2f}, seeds for ±{goal.half_width:g}: {r['seeds_needed'] or 'unreachable'}"
                  if "floor" in r else "")

@@ -341,3 +341,14 @@ def test_a_run_finished_but_not_kept_is_kept_before_anything_trains(tmp_path, sp
     assert (keep / "random_replace" / "seed1" / "metrics.json").exists()
     # each reported as it is kept (a --commit commits it there), the upfront ones first
     assert ended == [("baseline", 0, False), ("baseline", 1, False), ("random_replace", 1, False)]
+
+
+def test_status_says_how_many_blocks_the_budget_still_runs():
+    goal = cp.Goal(half_width=0.5, block=5, budget_hours=40)
+    status = {"blocks_done": 1, "seeds": list(range(5)), "cpu_hours": 6.6, "widths": [], "verdict": None}
+    # blocks start while under 40 h: after 1 + 5 blocks 39.6 h, so a 6th more block runs (46.2 h)
+    assert cp.blocks_to_budget(status, goal) == 6
+    assert "at 6.6 CPU hours a block the budget runs at most 6 more (30 seeds)" in cp.describe(status, goal)
+    assert cp.blocks_to_budget({**status, "blocks_done": 2, "cpu_hours": 13.2}, goal) == 5
+    assert cp.blocks_to_budget({**status, "blocks_done": 7, "cpu_hours": 46.2}, goal) == 0
+    assert cp.blocks_to_budget({**status, "blocks_done": 0, "cpu_hours": 0.0}, goal) is None
