@@ -102,6 +102,7 @@ class Run:
     amp: Amp = field(default_factory=Amp)  # autocast dtype, and fp16's gradient scaler on GPUs without bf16
     events: object | None = None  # tensorboard.EventMirror with train.tensorboard: each log record also goes there
     init_from: Path | None = None  # the run whose best.pt this one started from (a method's warm start)
+    start_dev: dict | None = None  # that best.pt's recorded dev scores
     resumed: bool = False  # restored from last.pt; else the run starts at its first step (`begin`)
 
     @property
@@ -175,8 +176,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
 
     torch.manual_seed(seed)
     model = build_model(spec, tok).to(device)
-    if init_from is not None:
-        warm_start(model, Path(init_from) / rundir.BEST, device)
+    start_dev = warm_start(model, Path(init_from) / rundir.BEST, device) if init_from is not None else None
     method = get_method(method_spec.name, method_spec.params)
     model.double_backward = method.needs_double_backward
     opt = make_optimizer(model, spec.train, method.peak_lr(spec.train.lr))
@@ -189,6 +189,7 @@ def prepare_run(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, d
               torch.Generator(device=device).manual_seed(seed), train_ex, dev_pairs, test_pairs, total_steps)
     run.amp = amp_for(device, t.bf16)
     run.init_from = Path(init_from) if init_from is not None else None
+    run.start_dev = start_dev
     if (run_dir / rundir.LAST).exists() or (run_dir / rundir.PREVIOUS).exists():
         problem = _damage(run_dir / rundir.BEST)
         if problem:  # the best epoch's weights are lost: only a new run gives them back
@@ -203,16 +204,22 @@ def begin(run: Run) -> None:
     """What a run starting from its first step does before it: drop the log lines of a process killed
     before its first checkpoint (that work is redone), and for a fine-tuning that keeps its start
     (methods.base.FineTuning) make the start's weights the epoch-0 candidate: its best.pt and recorded
-    dev scores (same spec, same dev decoding). Repeating it after a kill gives the same state."""
+    dev scores (same spec, same dev decoding). The model holds the start's weights until the first
+    step. Repeating it after a kill gives the same state."""
     (run.dir / rundir.LOG).unlink(missing_ok=True)
     if run.init_from is None or not run.method.start_is_candidate():
         return
-    start = fileio.torch_load(run.init_from / rundir.BEST, "cpu")
-    dev = start["dev"]
-    fileio.torch_save(run.dir / rundir.BEST, {"model": start["model"], "config": start["config"], "epoch": 0, "dev": dev})
+    dev = run.start_dev
+    save_best(run, 0, dev)
     run.state.best_bleu, run.state.best_epoch = dev["bleu"], 0
     with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
         write_log(run, log, {"epoch": 0, "dev": dev, "best": True, "start": str(run.init_from)})
+
+
+def save_best(run: Run, epoch: int, dev: dict) -> None:
+    """best.pt: the model's weights now, its config, and the epoch and dev scores that selected them."""
+    fileio.torch_save(run.dir / rundir.BEST, {"model": run.model.state_dict(), "config": asdict(run.model.config),
+                                            "epoch": epoch, "dev": dev})
 
 
 def warn(message: str) -> None:
@@ -238,8 +245,9 @@ def start_over(run_dir: Path) -> None:
         p.unlink()
 
 
-def warm_start(model: UniLM, best: Path, device: torch.device) -> None:
-    """Load another run's selected weights (same spec, hence same tokenizer and model shape)."""
+def warm_start(model: UniLM, best: Path, device: torch.device) -> dict | None:
+    """Load another run's selected weights (same spec, hence same tokenizer and model shape); return
+    the dev scores recorded with them."""
     ck = fileio.torch_load(best, "cpu")  # load_state_dict copies to the model's device
     try:
         model.load_state_dict(ck["model"])
@@ -247,6 +255,7 @@ def warm_start(model: UniLM, best: Path, device: torch.device) -> None:
         raise UserError(f"{best}: cannot start from these weights ({type(e).__name__}: "
                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); was that run made with "
                         "the same model and data?") from None
+    return ck.get("dev")
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -438,8 +447,7 @@ def _select(run: Run, preds: list[str], t0: float) -> dict:
     improved = dev["bleu"] > st.best_bleu
     if improved:
         st.best_bleu, st.best_epoch = dev["bleu"], st.epoch
-        fileio.torch_save(run.dir / rundir.BEST, {"model": run.model.state_dict(), "config": asdict(run.model.config),
-                                                "epoch": st.epoch, "dev": dev})
+        save_best(run, st.epoch, dev)
     with open(run.dir / rundir.LOG, "a", encoding="utf-8") as log:
         write_log(run, log, {"epoch": st.epoch, "dev": dev, "best": improved, "tokens_per_s": round(run.tokens_per_s),
                              "dev_seconds": round(time.perf_counter() - t0, 2)})
