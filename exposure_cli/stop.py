@@ -1,10 +1,13 @@
 """Stopping on a signal: Ctrl-C (SIGINT), or SIGTERM, which schedulers (SLURM, Kubernetes, Ray's
 autoscaler) send to preempt a job a grace period before they kill it.
 
-Both are handled alike. Inside `steps()` (the training loop) a signal only marks itself pending: the
-step under way finishes, the loop saves `last.pt` at that point and calls `check()`, which raises
-`Interrupted`; a second Ctrl-C does not wait. Elsewhere the signal raises at once: every file is
-written atomically, so nothing is half-written either way. The command exits 128 + the signal's
+Both are handled alike. Inside `steps()` (training: its steps and the selection between epochs) a
+signal only marks itself pending: the step under way finishes, the loop saves `last.pt` at that point
+and calls `check()`, which raises `Interrupted`; a second Ctrl-C does not wait. Long work with nothing
+to lose inside it (decoding the dev set) is `interruptible()`: a signal stops it at once, and the save
+that follows is deferred again, so a repeated signal (Ray re-sends its cancel every few seconds)
+waits for it. Elsewhere the signal raises at once: every file is written atomically, so nothing is
+half-written either way. The command exits 128 + the signal's
 number (130 for Ctrl-C, 143 for SIGTERM, the shells' convention) saying how to resume.
 """
 
@@ -30,12 +33,15 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-_state = {"deferring": 0, "pending": None, "last": signal.SIGINT, "outside": None, "patient": False}
+_state = {"deferring": 0, "pending": None, "last": signal.SIGINT, "outside": None, "patient": False, "now": False}
 
 
 def _handler(signum, frame) -> None:
     _state["last"] = signum
     if _state["deferring"] and (_state["pending"] is None or signum == signal.SIGTERM or _state["patient"]):
+        if _state["now"]:  # in interruptible(): stop now; what follows (the save) is deferred again
+            _state["now"] = False
+            raise Interrupted(signum)
         _state["pending"] = _state["pending"] or signum  # a repeated SIGTERM (a pool's own clean-up) waits too
         return
     if _state["outside"] is not None:
@@ -46,8 +52,10 @@ def _handler(signum, frame) -> None:
 def install(signals=SIGNALS, outside=None, patient: bool = False) -> None:
     """Handle `signals` as described above (main thread only). `outside(signum)`, when given, runs
     for a signal outside `steps()` instead of raising (pool workers exit there at once); `patient`:
-    a repeated SIGINT waits too (in a Ray task it is Ray's cancel, not a user insisting)."""
-    _state["outside"], _state["patient"] = outside, patient
+    a repeated SIGINT waits too (in a Ray task it is Ray's cancel, not a user insisting). Nothing is
+    pending after it: a signal left from a stop already under way (a Ray worker's previous task)
+    does not stop the next task."""
+    _state["outside"], _state["patient"], _state["pending"] = outside, patient, None
     for s in signals:
         signal.signal(s, _handler)
 
@@ -62,6 +70,25 @@ def steps():
         _state["deferring"] -= 1
 
 
+@contextmanager
+def interruptible(on_stop):
+    """Inside or outside `steps()`: work a signal may stop at once (nothing in it is lost); then
+    `on_stop()` saves what came before, with a repeated signal waiting for it."""
+    was = _state["now"]
+    _state["deferring"] += 1
+    _state["now"] = True
+    try:
+        check()  # a signal that came before
+        yield
+    except Interrupted:
+        on_stop()
+        _state["pending"] = None  # the stop under way answers a repeated signal too
+        raise
+    finally:
+        _state["now"] = was
+        _state["deferring"] -= 1
+
+
 def pending() -> bool:
     return _state["pending"] is not None
 
@@ -70,7 +97,7 @@ def check() -> None:
     """Raise `Interrupted` if a signal came while in `steps()`."""
     signum = _state["pending"]
     if signum is not None:
-        _state["pending"] = None
+        _state["pending"], _state["now"] = None, False
         raise Interrupted(signum)
 
 

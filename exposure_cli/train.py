@@ -421,16 +421,15 @@ def select_on_dev(run: Run, report: Report = _no_report) -> dict:
     """Model selection, as in the study: greedy-decode the dev set, keep the weights with the best
     BLEU; then close the epoch with a checkpoint."""
     st, t = run.state, run.spec.train
-    report(info=f"ep {st.epoch + 1}/{t.epochs} decoding dev")
     t0 = time.perf_counter()
-    try:
+    # Minutes on a real dev set: a signal stops it, and last.pt saves the trained epoch (a resumed run
+    # goes straight to this decoding).
+    with stop.interruptible(lambda: save_last(run)):
+        report(info=f"ep {st.epoch + 1}/{t.epochs} decoding dev")
         with autocast(run, enabled=t.bf16 and not t.select_fp32):
             preds = decode_texts(run.model, run.tok, [p.source for p in run.dev_pairs], 1,
                                  run.spec.model.source_len(), run.spec.decode.max_len, run.device,
                                  batch_size=run.spec.decode.batch_size)
-    except stop.Interrupted:
-        save_last(run)  # the epoch is trained: a resumed run goes straight to this decoding
-        raise
     with stop.steps():  # the selection's files and last.pt change together
         dev = _select(run, preds, t0)
     stop.check()
@@ -562,9 +561,13 @@ def run_one(spec: Spec, method_spec: MethodSpec, seed: int, run_dir: Path, devic
         run.events = EventMirror(run_dir, run.total_steps // spec.train.epochs)
     report(total=run.total_steps, completed=run.state.step, info="")
     try:
-        while not training_done(run.state, spec.train):
-            train_epoch(run, report)
-            select_on_dev(run, report)
+        # Between the steps too (an epoch's end, its selection, the next epoch's batches) a signal
+        # waits for a point last.pt can hold; only the dev decoding stops at once.
+        with stop.steps():
+            while not training_done(run.state, spec.train):
+                train_epoch(run, report)
+                select_on_dev(run, report)
+        stop.check()
     except Diverged as e:
         fileio.write_json(failed, e.record)
         report(info=f"[red]failed: {e}")

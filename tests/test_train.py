@@ -4,13 +4,14 @@ an epoch or in the middle of one ends bit for bit as an uninterrupted one."""
 import json
 import math
 import random
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from exposure_cli import fileio
+from exposure_cli import fileio, stop
 from exposure_cli import train as train_mod
 from exposure_cli.batching import bucketed_batches, collate, epoch_batches
 from exposure_cli.methods import available
@@ -258,6 +259,54 @@ def test_every_method_resumes_mid_epoch_under_the_shipped_settings(tmp_path, met
     d = _killed_at_step_and_resumed(monkeypatch, spec, m, tmp_path / "resumed", 8, saved=(1, 2, 7))
     _same(_finished(d), reference)
 
+
+
+@pytest.fixture
+def ray_task_signals(monkeypatch):
+    """SIGINT handled as in a Ray task (its cancel is an interrupt, repeated every few seconds until
+    the task ends), with the process's handler and stop state restored afterwards."""
+    previous = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(stop, "_state", dict(stop._state))
+    stop.install((signal.SIGINT,), patient=True)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("lands", ["after the epoch's last step", "in the dev decoding, again in the save"])
+def test_a_stop_between_an_epochs_steps_and_its_selection_saves_the_trained_epoch(tmp_path, tiny_spec, monkeypatch,
+                                                                                   ray_task_signals, lands):
+    """No periodic checkpoint: a signal after epoch 1's last step, or during its dev decoding and
+    again while the run saves (Ray re-sends its cancel), leaves last.pt holding the whole trained
+    epoch, nothing pending, and the resumed run ends as the uninterrupted one. (Before, the first
+    raised outside any deferred region and the second inside the save: no last.pt at all.)"""
+    spec, method, cpu = tiny_spec(), MethodSpec("random_replace"), torch.device("cpu")
+    run_one(spec, method, 0, tmp_path / "whole", cpu)
+    reference = _finished(tmp_path / "whole")
+    real_epoch, real_decode, real_save = train_mod.train_epoch, train_mod.decode_texts, train_mod.save_last
+    if lands.startswith("after"):
+        def train_epoch(run, report=train_mod._no_report):
+            real_epoch(run, report)
+            signal.raise_signal(signal.SIGINT)
+        monkeypatch.setattr(train_mod, "train_epoch", train_epoch)
+    else:
+        def decode_texts(*a, **kw):
+            signal.raise_signal(signal.SIGINT)
+            return real_decode(*a, **kw)
+
+        def save_last(run):
+            signal.raise_signal(signal.SIGINT)
+            real_save(run)
+        monkeypatch.setattr(train_mod, "decode_texts", decode_texts)
+        monkeypatch.setattr(train_mod, "save_last", save_last)
+    d = tmp_path / "stopped"
+    with pytest.raises(stop.Interrupted):
+        run_one(spec, method, 0, d, cpu)
+    ck = torch.load(d / "last.pt", weights_only=True)
+    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (0, 10, 10)
+    assert not stop.pending()
+    monkeypatch.undo()
+    run_one(spec, method, 0, d, cpu)
+    _same(_finished(d), reference)
 
 def test_scheduled_sampling_is_fed_the_real_step_count(tmp_path, tiny_spec):
     """A linear schedule over 2 epochs of 10 steps: step s (1-based) trains at p = 0.5 · (s − 1)/20,
