@@ -121,9 +121,11 @@ def run_spec(spec: Spec, out_dir: Path, device: torch.device | str, console=None
         if keep is not None:
             for t in tasks:
                 t.keep = str(Path(keep) / Path(t.dir).relative_to(out_dir))
-        for line in reuse_runs(spec, tasks, reuse):
+        for t, line in reuse_runs(spec, tasks, reuse):
             if console is not None:
                 console.print(f"reused {line}", highlight=False)
+            if on_finished is not None and t.keep and is_kept(Path(t.keep)):  # copied straight into KEEP
+                on_finished(t, fileio.read_json(Path(t.keep) / rundir.METRICS))
         if keep is not None:
             keep_finished(tasks, device, on_finished)
             kept = {t.index for t in tasks if is_kept(Path(t.keep))}
@@ -226,12 +228,12 @@ def keep_finished(tasks: list[RunTask], device="cpu", on_finished=None) -> None:
                 on_finished(t, fileio.read_json(run / rundir.METRICS))
 
 
-def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[str]:
+def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> list[tuple[RunTask, str]]:
     """Copy in, instead of training again, each run of the grid that another experiment already
     finished with the same data, model, training, decoding, method and seed (`same_run`): from a
     run directory with its best.pt (an output directory: the whole run, so that a warm start can
     start from it), else from a kept run into the task's keep directory.
-    The copy's spec.yaml is this experiment's. Returns a line per run copied."""
+    The copy's spec.yaml is this experiment's. Returns each task copied, with a line saying from where."""
     from .spec import MethodSpec
     from .train import run_spec_text
 
@@ -251,7 +253,7 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
                 keep_run(cand, Path(t.keep), spec_text=text)
             else:
                 continue
-            lines.append(f"{t.label} seed {t.seed} from {cand}")
+            lines.append((t, f"{t.label} seed {t.seed} from {cand}"))
             break
     return lines
 

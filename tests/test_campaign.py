@@ -267,7 +267,8 @@ def test_a_run_early_stopping_never_stopped_is_reused_where_stopping_is_later_or
 
 def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
     """`exposure run --keep --commit --reuse`, as `make leaderboard` beside a campaign: one commit per
-    run trained, one for the runs --reuse copied into KEEP, nothing left uncommitted."""
+    run, those --reuse copied into KEEP first (before any training: a kill then loses none of them),
+    nothing left uncommitted."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"],
@@ -287,9 +288,9 @@ def test_run_commit_commits_each_kept_run_and_the_reused_ones(tmp_path):
                  "--threads", "1")
     assert r.returncode == 0, r.stderr
     log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True).stdout.splitlines()
-    assert sorted(s.split(" kept")[0] for s in log if " seed " in s) == [f"board → {keep}: random_replace seed 0",
-                                                                          f"board → {keep}: random_replace seed 1"]
-    assert log[0] == f"board → {keep}: the kept runs (those --reuse copied, a rerun's)" and len(log) == 4
+    runs = [s.split(" kept")[0].split(": ")[1] for s in reversed(log) if " seed " in s]
+    assert sorted(runs[:2]) == ["baseline seed 0", "baseline seed 1"]
+    assert sorted(runs[2:]) == ["random_replace seed 0", "random_replace seed 1"]
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
     assert (keep / "baseline" / "seed1" / "metrics.json").exists()
     r = exposure("run", board, "--commit")
