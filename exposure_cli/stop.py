@@ -7,8 +7,8 @@ and calls `check()`, which raises `Interrupted`; a second Ctrl-C does not wait. 
 to lose inside it (decoding the dev set) is `interruptible()`: a signal stops it at once, and the save
 that follows is deferred again, so a repeated signal (Ray re-sends its cancel every few seconds)
 waits for it. Elsewhere the signal raises at once: every file is written atomically, so nothing is
-half-written either way. The command exits 128 + the signal's
-number (130 for Ctrl-C, 143 for SIGTERM, the shells' convention) saying how to resume.
+half-written either way. The command exits 128 + the signal's number (130 for Ctrl-C, 143 for
+SIGTERM, the shells' convention) saying how to resume.
 """
 
 from __future__ import annotations
