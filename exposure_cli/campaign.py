@@ -81,12 +81,15 @@ def widths(summary: dict, goal: Goal) -> list[dict]:
     return rows
 
 
-def cpu_hours(keep: Path) -> float:
-    """CPU hours of the kept runs: (training + dev selection + test decoding + diagnostics) wall
-    seconds × the run's torch threads (1 when a run predates the threads record)."""
+def cpu_hours(keep: Path, seeds: list[int] | None = None) -> float:
+    """CPU hours of the kept runs (of `seeds` only, when given): (training + dev selection + test
+    decoding + diagnostics) wall seconds × the run's torch threads (1 when a run predates the threads
+    record)."""
     total = 0.0
     for run in rundir.finished_runs(keep):
         m = fileio.read_json(run / rundir.METRICS)
+        if seeds is not None and m.get("seed") not in seeds:
+            continue
         seconds = run_seconds(m)
         if (path := rundir.kept(run, rundir.DIAGNOSTICS)).exists():
             seconds += float(fileio.read_json(path).get("seconds") or 0)
@@ -154,18 +157,28 @@ def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int, summary: dict | 
     returns it), else it is rebuilt from the kept predictions."""
     kept = any(keep.glob(f"*/seed*/{rundir.METRICS}"))
     rows = widths(summary or rebuild_summary(keep), goal) if kept else []
-    return {"goal": asdict(goal), "blocks_done": blocks_done,
-            "seeds": [s for b in range(blocks_done) for s in block_seeds(spec, goal, b)],
-            "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0, "widths": rows, "verdict": None}
+    seeds = [s for b in range(blocks_done) for s in block_seeds(spec, goal, b)]
+    # block_hours: the complete blocks' (what a block costs); cpu_hours also counts a block under way
+    return {"goal": asdict(goal), "blocks_done": blocks_done, "seeds": seeds,
+            "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0,
+            "block_hours": round(cpu_hours(keep, seeds), 3) if kept else 0.0, "widths": rows, "verdict": None}
+
+
+def block_cost(status: dict) -> float | None:
+    """CPU hours a complete block has cost on average (a status from before `block_hours` has only
+    cpu_hours, written at a block's end), or None before the first block."""
+    done, hours = status["blocks_done"], status.get("block_hours", status["cpu_hours"])
+    return hours / done if done and hours else None
 
 
 def blocks_to_budget(status: dict, goal: Goal) -> int | None:
-    """More blocks the budget lets run at the CPU hours a block has cost so far (a block starts while
-    the hours spent are below the budget), or None before the first block."""
-    done, hours = status["blocks_done"], status["cpu_hours"]
-    if not done or not hours:
+    """More blocks after those done (a block under way is one of them) that the budget lets run at
+    what a block has cost (a block starts while the hours spent are below the budget), or None
+    before the first block."""
+    cost = block_cost(status)
+    if cost is None:
         return None
-    return max(0, math.ceil((goal.budget_hours - hours) / (hours / done)))
+    return max(0, math.ceil((goal.budget_hours - cost * status["blocks_done"]) / cost))
 
 
 def describe(status: dict, goal: Goal) -> str:
@@ -173,8 +186,8 @@ def describe(status: dict, goal: Goal) -> str:
              f"{status['cpu_hours']:.1f} of {goal.budget_hours:g} CPU hours"]
     left = blocks_to_budget(status, goal)
     if left is not None and not status.get("verdict"):
-        lines[0] += (f"; at {status['cpu_hours'] / status['blocks_done']:.1f} CPU hours a block the budget runs "
-                     f"at most {left} more ({left * goal.block} seeds) unless the widths get there first")
+        lines[0] += (f"; at {block_cost(status):.1f} CPU hours a block the budget runs at most {left} more "
+                     f"({left * goal.block} seeds) unless the widths get there first")
     for r in status["widths"]:
         extra = (f", floor {r['floor']:.2f}, seeds for ±{goal.half_width:g}: {r['seeds_needed'] or 'unreachable'}"
                  if "floor" in r else "")

@@ -114,14 +114,17 @@ def test_verdict_looks_at_widths_floors_and_hours_only():
 
 
 def test_cpu_hours_are_wall_seconds_times_threads(tmp_path):
-    for name, secs, threads, diag in (("a", (3600, 360, 240), 2, 100.0), ("b", (1800, 0, 0), None, None)):
-        run = tmp_path / name / "seed0"
+    for name, secs, threads, diag, seed in (("a", (3600, 360, 240), 2, 100.0, 0), ("b", (1800, 0, 0), None, None, 0),
+                                            ("b", (720, 0, 0), None, None, 5)):
+        run = tmp_path / name / f"seed{seed}"
         run.mkdir(parents=True)
-        m = dict(zip(("train_seconds", "dev_seconds", "eval_seconds"), secs), **({"threads": threads} if threads else {}))
+        m = dict(zip(("train_seconds", "dev_seconds", "eval_seconds"), secs), seed=seed,
+                 **({"threads": threads} if threads else {}))
         (run / "metrics.json").write_text(json.dumps(m))
         if diag:
             (run / "diagnostics.json").write_text(json.dumps({"seconds": diag}))
-    assert cp.cpu_hours(tmp_path) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800) / 3600)
+    assert cp.cpu_hours(tmp_path, seeds=[0, 1]) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800) / 3600)
+    assert cp.cpu_hours(tmp_path) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800 + 720) / 3600)
 
 
 def test_a_campaign_adds_blocks_until_a_verdict_resumes_from_kept_runs_and_commits_each(tmp_path, spec,
@@ -353,3 +356,8 @@ def test_status_says_how_many_blocks_the_budget_still_runs():
     assert cp.blocks_to_budget({**status, "blocks_done": 2, "cpu_hours": 13.2}, goal) == 5
     assert cp.blocks_to_budget({**status, "blocks_done": 7, "cpu_hours": 46.2}, goal) == 0
     assert cp.blocks_to_budget({**status, "blocks_done": 0, "cpu_hours": 0.0}, goal) is None
+    # in the middle of block 2: 3.1 h of it spent; a block still costs block 1's 6.6 h, and the
+    # budget still runs 6 after block 1, block 2 among them
+    mid = {**status, "cpu_hours": 9.7, "block_hours": 6.6}
+    assert cp.blocks_to_budget(mid, goal) == 6
+    assert "9.7 of 40 CPU hours; at 6.6 CPU hours a block the budget runs at most 6 more" in cp.describe(mid, goal)
