@@ -407,9 +407,7 @@ def train_epoch(run: Run, report: Report = _no_report) -> None:
         st.train_seconds += time.perf_counter() - t0
         _add_cpu(st, c0)
         run.tokens_per_s = tokens / max(1e-9, time.perf_counter() - t_start)
-    if stop.pending():  # came after the last step: its state is complete
-        save_last(run)
-        stop.check()
+    # A signal after the last step's check is select_on_dev's: its decoding stops and saves this epoch.
 
 
 def _add_cpu(st: RunState, since: float) -> None:
