@@ -81,20 +81,22 @@ def widths(summary: dict, goal: Goal) -> list[dict]:
     return rows
 
 
-def cpu_hours(keep: Path, seeds: list[int] | None = None) -> float:
-    """CPU hours of the kept runs (of `seeds` only, when given): (training + dev selection + test
-    decoding + diagnostics) wall seconds × the run's torch threads (1 when a run predates the threads
-    record)."""
-    total = 0.0
+def run_hours(keep: Path) -> list[tuple[int | None, float]]:
+    """(seed, CPU hours) of each kept run: (training + dev selection + test decoding + diagnostics)
+    wall seconds × the run's torch threads (1 when a run predates the threads record)."""
+    hours = []
     for run in rundir.finished_runs(keep):
         m = fileio.read_json(run / rundir.METRICS)
-        if seeds is not None and m.get("seed") not in seeds:
-            continue
         seconds = run_seconds(m)
         if (path := rundir.kept(run, rundir.DIAGNOSTICS)).exists():
             seconds += float(fileio.read_json(path).get("seconds") or 0)
-        total += seconds * int(m.get("threads") or 1)
-    return total / 3600
+        hours.append((m.get("seed"), seconds * int(m.get("threads") or 1) / 3600))
+    return hours
+
+
+def cpu_hours(hours: list[tuple[int | None, float]], seeds: list[int] | None = None) -> float:
+    """The total of `run_hours`' runs (of `seeds` only, when given)."""
+    return sum((h for s, h in hours if seeds is None or s in seeds), 0.0)
 
 
 def verdict(rows: list[dict], goal: Goal, hours: float) -> str | None:
@@ -155,19 +157,17 @@ def progress(spec: Spec, goal: Goal, keep: Path) -> str:
 def state(spec: Spec, goal: Goal, keep: Path, blocks_done: int, summary: dict | None = None) -> dict:
     """The decision state from KEEP's runs; `summary` is KEEP's summary when the caller has it (run_spec
     returns it), else it is rebuilt from the kept predictions."""
-    kept = any(keep.glob(f"*/seed*/{rundir.METRICS}"))
-    rows = widths(summary or rebuild_summary(keep), goal) if kept else []
+    hours = run_hours(keep)  # one (seed, hours) per finished run
+    rows = widths(summary or rebuild_summary(keep), goal) if hours else []
     seeds = [s for b in range(blocks_done) for s in block_seeds(spec, goal, b)]
     # block_hours: the complete blocks' (what a block costs); cpu_hours also counts a block under way
-    return {"goal": asdict(goal), "blocks_done": blocks_done, "seeds": seeds,
-            "cpu_hours": round(cpu_hours(keep), 3) if kept else 0.0,
-            "block_hours": round(cpu_hours(keep, seeds), 3) if kept else 0.0, "widths": rows, "verdict": None}
+    return {"goal": asdict(goal), "blocks_done": blocks_done, "seeds": seeds, "cpu_hours": round(cpu_hours(hours), 3),
+            "block_hours": round(cpu_hours(hours, seeds), 3), "widths": rows, "verdict": None}
 
 
 def block_cost(status: dict) -> float | None:
-    """CPU hours a complete block has cost on average (a status from before `block_hours` has only
-    cpu_hours, written at a block's end), or None before the first block."""
-    done, hours = status["blocks_done"], status.get("block_hours", status["cpu_hours"])
+    """CPU hours a complete block has cost on average, or None before the first block."""
+    done, hours = status["blocks_done"], status["block_hours"]
     return hours / done if done and hours else None
 
 

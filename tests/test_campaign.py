@@ -123,8 +123,8 @@ def test_cpu_hours_are_wall_seconds_times_threads(tmp_path):
         (run / "metrics.json").write_text(json.dumps(m))
         if diag:
             (run / "diagnostics.json").write_text(json.dumps({"seconds": diag}))
-    assert cp.cpu_hours(tmp_path, seeds=[0, 1]) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800) / 3600)
-    assert cp.cpu_hours(tmp_path) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800 + 720) / 3600)
+    assert cp.cpu_hours(cp.run_hours(tmp_path), seeds=[0, 1]) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800) / 3600)
+    assert cp.cpu_hours(cp.run_hours(tmp_path)) == pytest.approx(((3600 + 360 + 240 + 100) * 2 + 1800 + 720) / 3600)
 
 
 def test_a_campaign_adds_blocks_until_a_verdict_resumes_from_kept_runs_and_commits_each(tmp_path, spec,
@@ -349,13 +349,14 @@ def test_a_run_finished_but_not_kept_is_kept_before_anything_trains(tmp_path, sp
 
 def test_status_says_how_many_blocks_the_budget_still_runs():
     goal = cp.Goal(half_width=0.5, block=5, budget_hours=40)
-    status = {"blocks_done": 1, "seeds": list(range(5)), "cpu_hours": 6.6, "widths": [], "verdict": None}
+    status = {"blocks_done": 1, "seeds": list(range(5)), "cpu_hours": 6.6, "block_hours": 6.6, "widths": [],
+              "verdict": None}
     # blocks start while under 40 h: after 1 + 5 blocks 39.6 h, so a 6th more block runs (46.2 h)
     assert cp.blocks_to_budget(status, goal) == 6
     assert "at 6.6 CPU hours a block the budget runs at most 6 more (30 seeds)" in cp.describe(status, goal)
-    assert cp.blocks_to_budget({**status, "blocks_done": 2, "cpu_hours": 13.2}, goal) == 5
-    assert cp.blocks_to_budget({**status, "blocks_done": 7, "cpu_hours": 46.2}, goal) == 0
-    assert cp.blocks_to_budget({**status, "blocks_done": 0, "cpu_hours": 0.0}, goal) is None
+    assert cp.blocks_to_budget({**status, "blocks_done": 2, "cpu_hours": 13.2, "block_hours": 13.2}, goal) == 5
+    assert cp.blocks_to_budget({**status, "blocks_done": 7, "cpu_hours": 46.2, "block_hours": 46.2}, goal) == 0
+    assert cp.blocks_to_budget({**status, "blocks_done": 0, "cpu_hours": 0.0, "block_hours": 0.0}, goal) is None
     # in the middle of block 2: 3.1 h of it spent; a block still costs block 1's 6.6 h, and the
     # budget still runs 6 after block 1, block 2 among them
     mid = {**status, "cpu_hours": 9.7, "block_hours": 6.6}
