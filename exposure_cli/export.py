@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 from . import fileio
+from .decode.generate import load_run
 from .errors import UserError
-from .generate import load_run
 from .model import ModelConfig
 from .tokenizers import CharTokenizer, Tokenizer
 

@@ -128,7 +128,7 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x, mask, cache: dict | None = None):
         q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
-        if cache is not None and "k_buf" in cache:  # preallocated cache (decode.py): write in place, no copy
+        if cache is not None and "k_buf" in cache:  # preallocated cache (decode/beam.py): write in place, no copy
             n, L = cache["n"], k.shape[2]
             cache["k_buf"][:, :, n:n + L] = k
             cache["v_buf"][:, :, n:n + L] = v

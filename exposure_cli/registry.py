@@ -23,7 +23,7 @@ T = TypeVar("T")
 # `family` records itself here when its module is imported.
 FAMILIES: dict[str, "Registry"] = {}
 # The modules that make a family (`families()` imports them): a new family's module goes here.
-FAMILY_MODULES = ("exposure_cli.methods", "exposure_cli.decode", "exposure_cli.executors", "exposure_cli.tokenizers",
+FAMILY_MODULES = ("exposure_cli.methods", "exposure_cli.decode.beam", "exposure_cli.executors", "exposure_cli.tokenizers",
                   "exposure_cli.build", "exposure_cli.diagnose")
 
 

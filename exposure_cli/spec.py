@@ -25,7 +25,7 @@ from .typed import build, param
 
 
 def _strategies():
-    from .decode import STRATEGIES
+    from .decode.beam import STRATEGIES
 
     return STRATEGIES.names()
 
@@ -114,7 +114,7 @@ class TrainSpec:
 class DecodeSpec:
     beams: list[int] = param([1, 2, 3], "beam sizes the test set is decoded at")
     strategy: str = param("study", "study: the article's bert4keras 0.5.8 search; standard: a pool of finished "
-                          "hypotheses (decode.py explains both)", _strategies)
+                          "hypotheses (decode/beam.py explains both)", _strategies)
     max_len: int = param(32, "generated target tokens, the final [SEP] included")
     batch_size: int = param(32, "sources decoded together (sorted by length)")
     length_penalty: float = param(0.0, "standard only: rank finished by score / ((5 + len) / 6) ** length_penalty")

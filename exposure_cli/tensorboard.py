@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import rundir
 from .errors import UserError
+from .runner import rundir
 
 DIR = "tensorboard"
 

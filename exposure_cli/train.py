@@ -1,6 +1,6 @@
 """One run: train a UniLM with one method and one seed, select by dev BLEU, decode and score test.
 
-A run directory (its files: rundir.py) is the unit of resumable work. last.pt holds everything
+A run directory (its files: runner/rundir.py) is the unit of resumable work. last.pt holds everything
 the rest of the run depends on (weights, optimizer, schedule, every random stream, the position in
 the epoch, the selection state), written at the end of every epoch and every
 `train.checkpoint_seconds` of training; metrics.json, written at the end, marks the run finished;
@@ -31,17 +31,18 @@ from typing import Callable
 import torch
 import yaml
 
-from . import fileio, rundir, stop
+from . import fileio, stop
 from .batching import collate, encode_examples, epoch_batches
 from .build import build_model, tokenizer_for
 from .data import Pair, read_pairs
+from .decode.beam import decode_spec, decode_texts
+from .decode.predictions import write_hypotheses, write_predictions
 from .errors import Damaged, UserError
-from .decode import decode_spec, decode_texts
 from .gpu import Amp, amp_for, to_device
 from .methods import Method, StepContext, get_method
 from .metrics import study_scores, word_scores
 from .model import UniLM
-from .predictions import write_hypotheses, write_predictions
+from .runner import rundir
 from .spec import MethodSpec, Spec, method_label
 from .tokenizers import Tokenizer
 

@@ -35,8 +35,11 @@ def fake_runs(prepared_data, tmp_path_factory) -> Path:
     import json
     import random
 
-    from exposure_cli import fileio, metrics, report, runner, tables
-    from exposure_cli.predictions import write_predictions
+    from exposure_cli import fileio, metrics
+    from exposure_cli.report import summary as report
+    from exposure_cli.runner import grid as runner
+    from exposure_cli.report import tables
+    from exposure_cli.decode.predictions import write_predictions
     from exposure_cli.spec import method_label, spec_from_dict
     from exposure_cli.train import write_run_spec
 

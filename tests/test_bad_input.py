@@ -312,7 +312,7 @@ def test_method_labels_never_leave_or_share_a_run_directory(tmp_path):
     would still give '.', '..' or another label's directory is refused (a method with a free-text
     parameter could make one)."""
     from exposure_cli.errors import UserError
-    from exposure_cli.runner import check_run_dirs, run_path
+    from exposure_cli.runner.grid import check_run_dirs, run_path
 
     for labels, message in [(["baseline", ".."], "'..' gives no usable run directory name"),
                             (["."], "'.' gives no usable run directory name"),

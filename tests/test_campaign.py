@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from exposure_cli import campaign as cp
+from exposure_cli.runner import campaign as cp
 from exposure_cli import fileio
 from exposure_cli import diagnose as dg
 from exposure_cli import train as train_mod
 from exposure_cli.errors import UserError
-from exposure_cli.predictions import read_columns
-from exposure_cli.runner import rebuild_summary, run_spec
+from exposure_cli.decode.predictions import read_columns
+from exposure_cli.runner.grid import rebuild_summary, run_spec
 from exposure_cli.spec import load_spec
 from grids import exposure, write_grid
 
@@ -306,7 +306,7 @@ def test_the_wall_clock_counts_running_time_across_invocations_but_not_a_stop(tm
     is on disk while the grid runs (a kill keeps it), and a second invocation adds to it."""
     import time
 
-    from exposure_cli.runner import wall_clock, wall_tick
+    from exposure_cli.runner.grid import wall_clock, wall_tick
 
     assert wall_tick(3.0, tick=5.0) == 3.0 and wall_tick(20.0, tick=5.0) == 20.0 and wall_tick(21.0, tick=5.0) == 5.0
     offset, path = [0.0], tmp_path / "wall.json"

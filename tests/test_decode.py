@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from exposure_cli.bench import reference_decode as ref
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
-from exposure_cli.decode import UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids
-from exposure_cli.demo import EXAMPLE_SEP, worked_example_step
+from exposure_cli.decode.beam import UniLMStep, banned_tokens, beam_search, decode_texts, generate_ids
+from exposure_cli.decode.demo import EXAMPLE_SEP, worked_example_step
 from exposure_cli.errors import UserError
 from exposure_cli.metrics import study_scores
 from exposure_cli.spec import spec_from_dict
@@ -123,7 +123,7 @@ def test_batching_does_not_change_results(trained, sources):
 def test_encoding_in_chunks_gives_the_same_numbers(request, sources, model_name, monkeypatch):
     """The source is encoded a few examples at a time and, without a copy head, the last layer only
     at [SEP]: bit for bit what one call over the whole batch gives (scores compared with ==)."""
-    from exposure_cli import decode
+    from exposure_cli.decode import beam as decode
     model, tok = request.getfixturevalue(model_name)
     srcs = sources[:23]
     whole = generate_ids(model, srcs, 2, 8, tok.sep_id, n_best=2, batch_size=23)

@@ -15,7 +15,7 @@ from exposure_cli import train as train_mod
 from exposure_cli.batching import collate
 from exposure_cli.cli import app
 from exposure_cli.export import export_run
-from exposure_cli.generate import generate_lines, load_run
+from exposure_cli.decode.generate import generate_lines, load_run
 from exposure_cli.gpu import amp_for, to_device
 from exposure_cli.methods import METHODS, get_method
 from exposure_cli.spec import MethodSpec, spec_from_dict

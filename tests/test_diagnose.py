@@ -19,13 +19,13 @@ from exposure_cli import stats
 from exposure_cli.batching import collate
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
-from exposure_cli.decode import beam_search, decode_hypotheses, generate_ids
-from exposure_cli.demo import EXAMPLE_SEP, EXAMPLE_VOCAB, worked_example_step
+from exposure_cli.decode.beam import beam_search, decode_hypotheses, generate_ids
+from exposure_cli.decode.demo import EXAMPLE_SEP, EXAMPLE_VOCAB, worked_example_step
 from exposure_cli.metrics import study_per_example
 from exposure_cli.model import UniLM
-from exposure_cli.predictions import write_hypotheses, write_predictions
+from exposure_cli.decode.predictions import write_hypotheses, write_predictions
 from exposure_cli.registry import Registry
-from exposure_cli.tables import markdown
+from exposure_cli.report.tables import markdown
 from exposure_cli.spec import MethodSpec, spec_from_dict
 from exposure_cli.train import write_run_spec
 from tiny import SOURCE, TARGET
@@ -80,7 +80,7 @@ def test_teacher_forced_nll_is_the_training_loss_on_the_same_batch(plain, pairs)
         logp = model.target_log_probs(batch)
     labels = batch.labels[batch.labels != -100]
     assert v["acc"] == pytest.approx(100 * (logp.argmax(1) == labels).double().mean().item(), abs=1e-9)
-    # the prompt is decode.py's, the target the reference cut to decode.max_len with its [SEP]
+    # the prompt is decode/beam.py's, the target the reference cut to decode.max_len with its [SEP]
     assert ctx.prompts[0] == tok.encode_pair(pairs[0].source, None, SOURCE, 0)[0]
     assert all(g[-1] == tok.sep_id and len(g) <= DECODE_LEN for g in ctx.gold)
     assert ctx.truncated == sum(len(tok.encode(p.target)) > DECODE_LEN - 1 for p in pairs) > 0

@@ -100,7 +100,7 @@ def _greedy_with_transformers(hf, hf_tok, sources, max_source: int, max_len: int
 def _check_export(run_dir, tmp_path, prepared_data):
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    from exposure_cli.generate import load_run
+    from exposure_cli.decode.generate import load_run
 
     out = tmp_path / "hf"
     r = runner.invoke(app, ["export", str(run_dir), "--out", str(out)])
@@ -131,7 +131,7 @@ def _check_logits(hf, run_dir, prepared_data):
     """Teacher-forced logits of real test pairs, at every real position of a padded batch: the
     exported BertForMaskedLM's (UniLM mask as a 4-D additive mask) against the run's own model."""
     from exposure_cli.batching import collate, encode_examples
-    from exposure_cli.generate import load_run
+    from exposure_cli.decode.generate import load_run
 
     model, tok, spec = load_run(run_dir, "cpu")
     from exposure_cli.data import Pair

@@ -185,3 +185,11 @@ def test_a_wheel_ships_the_specs_and_runs_one_by_bare_name(tmp_path):
     # the packaged spec was found and read: its error is about the override, not a missing file
     assert r.returncode == 2, r.stdout + r.stderr
     assert "smoke.yaml: train.epochs: expected at least 1" in r.stderr and "not found" not in r.stderr
+
+
+def test_no_folder_of_the_package_grows_past_thirty_modules():
+    """The brief's rule for a growing package: group by stage (decode/, report/, runner/, ...) rather
+    than let one flat folder pass thirty files."""
+    folders = {p.parent for p in (ROOT / "exposure_cli").rglob("*.py")}
+    sizes = {str(f.relative_to(ROOT)): len(list(f.glob("*.py"))) for f in folders}
+    assert max(sizes.values()) <= 30, sizes

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from exposure_cli import report, stats
+from exposure_cli import stats
+from exposure_cli.report import summary as report
 from exposure_cli.errors import UserError
 from exposure_cli.metrics import study_per_example
-from exposure_cli.predictions import read_columns
+from exposure_cli.decode.predictions import read_columns
 
 METRICS = report.METRICS
 

@@ -12,11 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from exposure_cli import diagnose as dg
-from exposure_cli import fileio, leaderboard as lb, report, rundir, stats
+from exposure_cli import fileio, stats
+from exposure_cli.report import leaderboard as lb
+from exposure_cli.report import summary as report
+from exposure_cli.runner import rundir
 from exposure_cli.cli import app
 from exposure_cli.metrics import study_scores
-from exposure_cli.predictions import write_predictions
-from exposure_cli.rundir import run_path
+from exposure_cli.decode.predictions import write_predictions
+from exposure_cli.runner.rundir import run_path
 from exposure_cli.spec import MethodSpec, spec_from_dict
 from exposure_cli.train import write_run_spec
 from test_markdown import check_tables
@@ -119,7 +122,7 @@ def test_differences_are_reports_and_equal_stats_on_the_constructed_scores(kept,
 
 
 def _spec_results(kept):
-    from exposure_cli.runner import grid_results
+    from exposure_cli.runner.grid import grid_results
 
     spec, results = grid_results(kept)
     return spec, kept, results

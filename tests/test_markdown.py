@@ -12,9 +12,10 @@ from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from exposure_cli import diagnose as dg
-from exposure_cli import report, tables
+from exposure_cli.report import summary as report
+from exposure_cli.report import tables
 from exposure_cli.cli import app
-from exposure_cli.tables import Col, Matrix
+from exposure_cli.report.tables import Col, Matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -489,7 +489,7 @@ def test_a_spec_with_every_method_runs_end_to_end(tmp_path, prepared_data):
 
 
 def test_a_warm_started_method_starts_from_its_baselines_best_weights(tmp_path, prepared_data):
-    from exposure_cli.runner import make_tasks, stages
+    from exposure_cli.runner.grid import make_tasks, stages
     from exposure_cli.spec import spec_from_dict
     from exposure_cli.train import prepare_run, run_one
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from exposure_cli import paper, report, tables
+from exposure_cli.report import paper
+from exposure_cli.report import summary as report
+from exposure_cli.report import tables
 from exposure_cli.cli import app
 
 runner = CliRunner()

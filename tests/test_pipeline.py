@@ -11,8 +11,8 @@ from exposure_cli import train as train_mod
 from exposure_cli.cli import app
 from exposure_cli.data import read_pairs
 from exposure_cli.metrics import study_scores
-from exposure_cli.report import compare, load_summary
-from exposure_cli.runner import run_path
+from exposure_cli.report.summary import compare, load_summary
+from exposure_cli.runner.grid import run_path
 from grids import write_split
 
 

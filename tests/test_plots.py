@@ -8,7 +8,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from exposure_cli import plots, report
+from exposure_cli.report import plots
+from exposure_cli.report import summary as report
 from exposure_cli.cli import app
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from exposure_cli import stats
 from exposure_cli.cli import app
-from exposure_cli.predictions import read_columns
+from exposure_cli.decode.predictions import read_columns
 
 
 def test_kept_runs_rebuild_the_same_summary_without_checkpoints(fake_runs, tmp_path):

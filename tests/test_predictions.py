@@ -1,7 +1,7 @@
 import pytest
 
 from exposure_cli.errors import UserError
-from exposure_cli.predictions import read_columns, read_texts, write_predictions
+from exposure_cli.decode.predictions import read_columns, read_texts, write_predictions
 
 
 def test_round_trip_keeps_three_columns_when_texts_hold_tabs_and_newlines(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from exposure_cli.batching import collate
-from exposure_cli.decode import generate_ids
+from exposure_cli.decode.beam import generate_ids
 from exposure_cli.errors import UserError
 from exposure_cli.model import NO_TOKEN, CopyHead, ModelConfig, UniLM, target_history
 from exposure_cli.spec import spec_from_dict

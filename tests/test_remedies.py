@@ -12,7 +12,7 @@ import torch
 
 from exposure_cli.batching import collate, encode_examples
 from exposure_cli.data import Pair
-from exposure_cli.decode import decode_texts, sample_ids
+from exposure_cli.decode.beam import decode_texts, sample_ids
 from exposure_cli.methods import StepContext, get_method
 from exposure_cli.methods import sequence_level as sl
 from exposure_cli.methods.mrt import expected_risk

@@ -9,7 +9,8 @@ import statistics
 import numpy as np
 import pytest
 
-from exposure_cli import report, tables
+from exposure_cli.report import summary as report
+from exposure_cli.report import tables
 
 
 def _run(method, seed, value):

@@ -6,7 +6,7 @@ temperature 0."""
 import pytest
 import torch
 
-from exposure_cli.decode import generate_ids, sample_ids
+from exposure_cli.decode.beam import generate_ids, sample_ids
 from exposure_cli.model import ModelConfig, UniLM
 from stats import chi_square_p
 

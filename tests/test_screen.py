@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from exposure_cli.cli import app
-from exposure_cli.leaderboard import Grid
-from exposure_cli.screen import interaction
+from exposure_cli.report.leaderboard import Grid
+from exposure_cli.runner.screen import interaction
 
 N = 200
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from exposure_cli.cli import app
 from exposure_cli.data import prepare
-from exposure_cli.report import compare, load_summary
+from exposure_cli.report.summary import compare, load_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL, DELTA_TOL = 0.01, 0.01

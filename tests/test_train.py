@@ -358,7 +358,7 @@ def test_selection_keeps_the_best_dev_epoch_and_test_decoding_uses_it(tmp_path, 
     assert all(torch.equal(best["model"][k], snapshots[2][k]) for k in snapshots[2])
     assert not all(torch.equal(snapshots[3][k], snapshots[2][k]) for k in snapshots[2])
 
-    from exposure_cli.decode import decode_texts
+    from exposure_cli.decode.beam import decode_texts
     from exposure_cli.tokenizers import CharTokenizer
 
     model = UniLM(UniLM.from_checkpoint(d / "best.pt").config)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from exposure_cli import metrics, report, tables
+from exposure_cli import metrics
+from exposure_cli.report import summary as report
+from exposure_cli.report import tables
 from exposure_cli.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]

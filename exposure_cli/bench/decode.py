@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ..decode import ENCODE_ROWS, generate_ids
+from ..decode.beam import ENCODE_ROWS, generate_ids
 from ..errors import UserError
 from ..model import ModelConfig, UniLM
 from ..spec import DecodeSpec

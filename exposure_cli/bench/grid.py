@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import rundir
 from ..errors import UserError
+from ..runner import rundir
 
 EXECUTOR_ARGS = {
     "serial": ["--executor", "serial", "--threads", "1"],

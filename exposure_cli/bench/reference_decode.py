@@ -1,9 +1,9 @@
 """SLOW reference beam searches: one example at a time, the whole sequence recomputed at every step.
 
 Not for the pipeline. They are the plain, obviously-right versions the tests compare the batched,
-cached decoder of `decode.py` against (identical tokens and scores), and the baseline of
+cached decoder of `decode/beam.py` against (identical tokens and scores), and the baseline of
 `exposure bench decode`. Semantics (scores, n-best, length penalty, n-gram blocking) are the ones
-documented in `decode.py`, written out independently: nothing here is imported from the decoder,
+documented in `decode/beam.py`, written out independently: nothing here is imported from the decoder,
 and the copy pointer's target history is rebuilt from the tokens fed. Only the model itself (its
 hidden states and next-token distribution) is shared.
 """

@@ -30,7 +30,7 @@ def bench_score(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     from ..bench.score import bench_score as run
-    from ..predictions import read_lines
+    from ..decode.predictions import read_lines
 
     title_list = None
     if titles is not None:
@@ -116,7 +116,6 @@ def bench_train(
     baseline's tokens/s against Hugging Face transformers' BertForMaskedLM of the same size, same
     batch, same UniLM mask, both under bf16 autocast on the CPU."""
     from ..bench.train import bench_train as run_bench
-
     from ..methods import METHODS
 
     for m in method:

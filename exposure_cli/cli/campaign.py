@@ -46,8 +46,8 @@ def campaign(
     test set — is at least --half-width (unreachable), or when --budget-hours are spent (budget);
     otherwise it runs the next block. KEEP/campaign.json records each decision. Stop it at any time:
     rerun the same command (here, or elsewhere with KEEP) and it goes on from the kept runs."""
-    from ..campaign import Goal, describe, run_campaign
-    from ..report import METRICS
+    from ..report.summary import METRICS
+    from ..runner.campaign import Goal, describe, run_campaign
     from ..runtime import resolve_device
     from ..spec import load_spec
 
@@ -56,7 +56,7 @@ def campaign(
     s = load_spec(spec, set_)
     goal = Goal(half_width, metric, block, budget_hours)
     if status_only:
-        from ..campaign import progress
+        from ..runner.campaign import progress
 
         console.print(progress(s, goal, keep), highlight=False)
         return

@@ -20,7 +20,7 @@ def compare(
                                               "--tol. A flipped significance mark always fails."),
 ):
     """Check a run's table against a committed reference: exit 1 and list every cell that drifted."""
-    from .. import report
+    from ..report import summary as report
     from .report import load_summary
 
     problems = report.compare(load_summary(run_dir), report.load_summary(reference), tol, delta_tol)

@@ -8,12 +8,11 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
-
 from .app import DEVICE_HELP, app, console, err_console
 
 
 def _check_strategy(strategy: str) -> None:
-    from ..decode import STRATEGIES
+    from ..decode.beam import STRATEGIES
 
     STRATEGIES.get(strategy, "--strategy")
 
@@ -34,7 +33,7 @@ def generate(
     import sys
 
     from .. import fileio
-    from ..generate import generate_lines, load_run
+    from ..decode.generate import generate_lines, load_run
     from ..runtime import resolve_device
 
     if strategy is not None:
@@ -61,7 +60,7 @@ def demo(
 ):
     """Walk through the article's example of beam search going wrong: beam 1 outputs the target (a, b),
     beam 2 the wrong (c, d), step by step."""
-    from ..demo import render
+    from ..decode.demo import render
 
     _check_strategy(strategy)
     render(console, strategy=strategy)

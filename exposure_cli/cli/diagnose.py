@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-
 from .app import DEVICE_HELP, app, console, err_console
 
 
@@ -101,7 +100,7 @@ def _report(out_dir: Path, results: list, opts, as_json: bool) -> None:
 
 def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
     from .. import diagnose as dg
-    from ..rundir import DIAGNOSTICS, kept
+    from ..runner.rundir import DIAGNOSTICS, kept
 
     missing = [str(r) for r in runs if not kept(r, DIAGNOSTICS).exists()]
     if missing:
@@ -116,7 +115,7 @@ def _aggregate_recorded(out_dir: Path, runs: list[Path], as_json: bool) -> None:
 
 def _tables(mx) -> list[Table]:
     """One rich table per column group, as the markdown writer lays them out."""
-    from ..tables import fmt
+    from ..report.tables import fmt
 
     out = []
     for group, cols, rows in mx.sections():

@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
-
 from .app import DEVICE_HELP, app, console, err_console
 
 
@@ -80,9 +79,9 @@ def run(
     (failed.json) and the others go on; the command then exits 1 naming it. Only one `exposure run`
     may use an output directory at a time.
     """
-    from .. import tables
     from ..executors import EXECUTORS
-    from ..runner import run_spec
+    from ..report import tables
+    from ..runner.grid import run_spec
     from ..runtime import check_device_option, resolve_device
     from ..spec import load_spec
 
@@ -110,7 +109,7 @@ def run(
                   f" ({name} executor{f', {jobs} jobs' if name == 'pool' else ''})", highlight=False)
     on_finished = None
     if commit:
-        from ..commit import Committer
+        from ..runner.commit import Committer
 
         if keep is None:
             raise UserError("--commit: only with --keep (it commits the kept runs)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from .. import rundir
+from ..runner import rundir
 from .app import DEVICE_HELP, app, console
 
 # Dense bf16/fp16 tensor-core peak TFLOPS (vendor datasheets, without sparsity), by a pattern of
@@ -140,8 +140,8 @@ def train_check(spec, name: str, params: dict, out: Path, device, steps: int, pe
                 checks: Checks) -> None:
     import torch
 
-    from ..spec import MethodSpec, method_label
     from .. import train as train_mod
+    from ..spec import MethodSpec, method_label
 
     label = method_label(MethodSpec(name, params))
     run = train_mod.prepare_run(spec, MethodSpec(name, params), 0, out, device)
@@ -169,8 +169,8 @@ def resume_check(spec, out: Path, device, checks: Checks):
     the losses within 1%."""
     import torch
 
-    from ..spec import MethodSpec
     from .. import train as train_mod
+    from ..spec import MethodSpec
 
     method = MethodSpec("baseline")
     a = train_mod.prepare_run(spec, method, 0, out, device)
@@ -199,7 +199,7 @@ def decode_check(run, checks: Checks) -> dict:
     """Dev selection (greedy, as after each epoch; writes best.pt), then a batch at beams 1-3 with
     the run's training precision, as dev decoding runs."""
     from .. import train as train_mod
-    from ..decode import decode_spec
+    from ..decode.beam import decode_spec
 
     train_mod.select_on_dev(run)
     sources = [p.source for p in run.dev_pairs]
@@ -219,7 +219,7 @@ def diagnose_check(run, checks: Checks) -> None:
     """Teacher-forced scoring (diagnose's) of the best.pt model's fp32 beam-2 outputs against the
     decoder's own scores of them (as `diagnose` checks on every run)."""
     from .. import diagnose as dg
-    from ..decode import decode_spec
+    from ..decode.beam import decode_spec
     from ..model import UniLM
 
     model = UniLM.from_checkpoint(run.dir / rundir.BEST, run.device).eval()

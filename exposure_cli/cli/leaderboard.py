@@ -26,8 +26,9 @@ def leaderboard(
 
     Rows are ordered by the ΔRouge-L estimate at the first beam; a rank is claimed only where the
     interval of two methods' paired difference excludes 0 (docs/methods.md, "Leaderboard")."""
-    from .. import leaderboard as lb, rundir
     from ..errors import UserError
+    from ..report import leaderboard as lb
+    from ..runner import rundir
 
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--name {name!r}: expected a file name without a directory, e.g. leaderboard")

@@ -21,7 +21,7 @@ def power_rows(summary: dict, effect: float, alpha: float, power: float) -> list
     """Per metric, beam and method: the difference's current 95% half-width, its components (as
     standard deviations, ×100), the MDE at its seeds, the seeds the effect needs and the floor."""
     from .. import stats
-    from ..report import HEADERS, METRICS
+    from ..report.summary import HEADERS, METRICS
 
     rows = []
     for m in METRICS:
@@ -109,7 +109,7 @@ def power(
         raise UserError(f"{out_dir}: no difference to baseline (the experiment needs a baseline and another method)")
     if not any("components" in d for r in summary["rows"] for d in r.get("vs_baseline", {}).values()):
         if path.is_dir() and any(path.glob("*/seed*/spec.yaml")):
-            from ..runner import rebuild_summary  # a summary.json written before the components: from the runs
+            from ..runner.grid import rebuild_summary  # a summary.json written before the components: from the runs
 
             summary = rebuild_summary(path)
         else:

@@ -20,11 +20,11 @@ def load_summary(source: str) -> dict:
     """The summary of an output directory, a summary.json, or a directory of kept runs without a
     summary.json (summarised from the runs' predictions: nothing but today's code decides its
     intervals)."""
-    from .. import report
+    from ..report import summary as report
 
     path = Path(source)
     if path.is_dir() and not (path / "summary.json").exists() and any(path.glob("*/seed*/spec.yaml")):
-        from ..runner import rebuild_summary  # pulls in torch: only when there is no summary to read
+        from ..runner.grid import rebuild_summary  # pulls in torch: only when there is no summary to read
 
         return rebuild_summary(path)
     return report.load_summary(path)
@@ -49,8 +49,9 @@ def table(
     Alone: scores (mean ± std over seeds) and differences to baseline, as in table.md; --format json
     is then the summary itself. With --paper: for each metric, a group of our cell, the article's,
     both differences to baseline and whether their signs agree."""
-    from .. import fileio, tables
-    from ..paper import check_paper
+    from .. import fileio
+    from ..report import tables
+    from ..report.paper import check_paper
 
     if format_ not in tables.WRITERS:
         raise UserError(f"--format {format_}: expected one of {', '.join(tables.WRITERS)}")
@@ -75,8 +76,9 @@ def table(
 
 def _seconds(out_dir: Path) -> list[dict]:
     """Each finished run's wall-clock seconds, from its metrics.json (summary.json keeps none)."""
-    from .. import fileio, rundir
-    from ..report import SECONDS
+    from .. import fileio
+    from ..report.summary import SECONDS
+    from ..runner import rundir
 
     out = []
     for run in rundir.finished_runs(out_dir):
@@ -99,8 +101,8 @@ def plot(
     beam_<metric>.png: each metric against beam size, a line per method, with 95% interval bars;
     deltas_vs_article.png: each method's difference to baseline beside the article's; dev_bleu.png:
     every run's dev BLEU per epoch (needs the output directory)."""
-    from .. import plots
-    from ..paper import check_paper, guess_paper
+    from ..report import plots
+    from ..report.paper import check_paper, guess_paper
 
     summary = load_summary(source)
     paper_name = check_paper(paper) if paper is not None else guess_paper(summary["name"])
@@ -125,7 +127,7 @@ def keep(
     `compare`, `power` and `diagnose --recorded` then summarise DEST afresh from them. About 100 KB a
     run (a CSL run of 498 test titles). DEST may be RUN_DIR itself, or a directory an older version
     kept (uncompressed, or gzipped): it is recompressed in place."""
-    from ..runner import keep_small_outputs
+    from ..runner.grid import keep_small_outputs
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a directory (expected an output directory of `exposure run`)")

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..errors import UserError
 from .app import app, console
 
+
 @app.command(
     help="Score predictions against references.\n\n"
     "Study mode (Rouge-L, Rouge-1, Rouge-2, BLEU) reproduces the study's scripts exactly: each text "
@@ -34,8 +35,8 @@ def score(
                                    "September 2020 on; --no-lowercase scores as of the article, March 2020)."),
 ) -> None:
     from .. import metrics
-    from ..predictions import read_texts
-    from ..report import WORD_METRICS
+    from ..decode.predictions import read_texts
+    from ..report.summary import WORD_METRICS
 
     preds, pred_is_tsv = read_texts(pred, "prediction")
     if ref is None:

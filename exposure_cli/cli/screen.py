@@ -25,8 +25,9 @@ def screen(
     the toggled experiment, and the change the toggle makes to it, with 95% intervals (seeds ×
     test examples, paired by seed and example; docs/cpu-profile.md, "Ablation screen")."""
     from .. import fileio
-    from ..screen import matrix, screen as run_screen
-    from ..tables import markdown
+    from ..report.tables import markdown
+    from ..runner.screen import matrix
+    from ..runner.screen import screen as run_screen
 
     pairs = {}
     for t in toggles:

@@ -1,5 +1,5 @@
 """The comparison's PNG plots: accuracy after k injected errors, search errors by beam, beam curse.
-Drawn as plots.py draws every figure: on matplotlib's Agg canvas, no pyplot."""
+Drawn as report/plots.py draws every figure: on matplotlib's Agg canvas, no pyplot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plots import new_figure, save_png
+from ..report.plots import new_figure, save_png
 from .base import KINDS, Options
 
 PLOTS = ("diagnostics.robustness.png", "diagnostics.search_errors.png", "diagnostics.beam_curse.png")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fileio, rundir
+from .. import fileio
 from ..errors import UserError
+from ..runner import rundir
 from ..spec import method_label
 from .base import Options, Ratio, diagnostics
 from .runs import RunData
@@ -61,7 +62,7 @@ def diagnose_run(run: RunData, opts: Options) -> RunResult:
 def recorded_result(run_dir: Path) -> RunResult:
     """A kept run's diagnostics as `diagnose_run` returned them, from its diagnostics.json alone (no
     checkpoint), with its spec's method order."""
-    from ..generate import load_run_spec
+    from ..decode.generate import load_run_spec
 
     methods = [method_label(m) for m in load_run_spec(run_dir)[0].methods] if (run_dir / rundir.SPEC).exists() else []
     return read_run_record(rundir.kept(run_dir, rundir.DIAGNOSTICS), methods)

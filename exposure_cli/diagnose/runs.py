@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 
-from .. import fileio, rundir
+from .. import fileio
 from ..data import read_pairs
-from ..decode import Hypothesis, decode_spec
+from ..decode.beam import Hypothesis, decode_spec
+from ..decode.generate import load_run
+from ..decode.predictions import read_columns, read_lines
 from ..errors import UserError
-from ..generate import load_run
-from ..predictions import read_columns, read_lines
+from ..runner import rundir
 from .base import Options
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import Batch, collate
-from ..decode import LOG_EPS
+from ..decode.beam import LOG_EPS
 from ..metrics import study_per_example
 from .base import CHECK_EXAMPLES, Options
 from .runs import RunData

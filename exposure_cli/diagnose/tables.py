@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import fileio, rundir
-from ..tables import Col, Matrix, markdown
+from .. import fileio
+from ..report.tables import Col, Matrix, markdown
+from ..runner import rundir
 from .aggregation import INTERVAL_NOTE
 from .base import Diagnostic, Options, diagnostics
 from .plots import write_plots

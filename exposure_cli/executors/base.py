@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..registry import Registry
-from ..rundir import STATUS
+from ..runner.rundir import STATUS
 from ..runtime import make_progress
+
 
 @dataclass
 class RunTask:
@@ -43,12 +44,12 @@ def costliest_first(tasks: list[RunTask]) -> list[RunTask]:
 
 def execute(task: RunTask, report=None) -> dict:
     """Run one task in this process: the worker side of every executor."""
+    import torch
+
     from ..gpu import require_gpu
     from ..runtime import resolve_device, set_threads
     from ..spec import MethodSpec, spec_from_dict
     from ..train import run_one
-
-    import torch
 
     if os.getcwd() != task.cwd:
         os.chdir(task.cwd)
@@ -66,7 +67,7 @@ def execute(task: RunTask, report=None) -> dict:
         init_from = Path(task.init_from) if task.init_from else None
         result = run_one(spec, method, task.seed, Path(task.dir), device, init_from=init_from, **kwargs)
         if task.keep and "failed" not in result:
-            from ..runner import finish_run
+            from ..runner.grid import finish_run
 
             if report is not None:
                 report(info="diagnosing and keeping its outputs")
@@ -150,7 +151,7 @@ class GridDisplay:
         self.done += 1
         self.progress.update(self.grid, completed=self.done, info=f"{self.done}/{len(self.tasks)} runs")
         if not self.progress.console.is_terminal:  # a log file (nohup, CI): the bars draw only at the end there
-            from ..report import outcome_line
+            from ..report.summary import outcome_line
 
             t = self.tasks[index]
             self.progress.console.print(f"{t.label} seed {t.seed}: {outcome_line(result)} "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..batching import Batch
-from ..decode import generate_ids, sample_ids
+from ..decode.beam import generate_ids, sample_ids
 from ..metrics import study_per_example
 from ..model import target_history
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import fileio, paper, rundir
-from .report import HEADERS, METRICS
+from .. import fileio
+from ..runner import rundir
+from . import paper
+from .summary import HEADERS, METRICS
 from .tables import method_names
 
 DPI = 120

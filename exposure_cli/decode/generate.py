@@ -6,13 +6,14 @@ from pathlib import Path
 
 import yaml
 
-from . import fileio, rundir
-from .build import tokenizer_for
-from .decode import decode_spec
-from .errors import UserError
-from .model import UniLM
-from .spec import Spec, spec_from_dict
-from .tokenizers import Tokenizer
+from .. import fileio
+from ..build import tokenizer_for
+from ..errors import UserError
+from ..model import UniLM
+from ..runner import rundir
+from ..spec import Spec, spec_from_dict
+from ..tokenizers import Tokenizer
+from .beam import decode_spec
 
 
 def load_run_spec(run_dir: Path) -> tuple[Spec, dict]:

@@ -49,9 +49,9 @@ from typing import Callable
 
 import torch
 
-from .model import take_rows
-from .registry import Registry
-from .tokenizers import Tokenizer
+from ..model import take_rows
+from ..registry import Registry
+from ..tokenizers import Tokenizer
 
 LOG_EPS = 1e-12
 ENCODE_ROWS = 1024  # source positions encoded per chunk (UniLMStep._encode)

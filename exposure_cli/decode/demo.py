@@ -1,6 +1,6 @@
 """`exposure demo`: the article's worked example of beam search going wrong, step by step.
 
-The example's two-step distribution lives here; the real search engine of `decode.py` runs over it,
+The example's two-step distribution lives here; the real search engine of `beam.py` runs over it,
 so what is printed is what the decoder does (tests/test_decode.py checks the same example).
 """
 
@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from .decode import LOG_EPS, StepState, StepTrace, beam_search
-
+from .beam import LOG_EPS, StepState, StepTrace, beam_search
 
 # Vocabulary of the worked example: 0 is [SEP]; a, b, c, d are the tokens.
 EXAMPLE_VOCAB = ["[SEP]", "a", "b", "c", "d"]

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from . import fileio, report, rundir
-from .errors import UserError
+from .. import fileio
+from ..errors import UserError
+from ..runner import rundir
+from ..spec import Spec, method_label
+from . import summary as report
 from .plots import new_figure, save_png
-from .report import HEADERS
-from .spec import Spec, method_label
+from .summary import HEADERS
 from .tables import Col, Matrix, markdown
 
 BASELINE = "baseline"
@@ -56,7 +58,7 @@ class Grid:
 
 def load_grid(source: Path) -> Grid:
     """The runs under SOURCE, summarised by the function `exposure run` summarises with."""
-    from .runner import grid_results  # pulls in torch
+    from ..runner.grid import grid_results  # pulls in torch
 
     source = Path(source)
     if not source.is_dir():
@@ -140,7 +142,7 @@ def run_cost(grid: Grid, run: dict, clock: str = "wall") -> dict:
     """One run's training seconds on `clock`, the steps its log recorded and its warm start's training
     seconds (metrics.json's `warm_start` record; 0 for a run that starts from scratch, None when a
     warm-started method's record lacks them)."""
-    from .methods import get_method
+    from ..methods import get_method
 
     key = CLOCKS[clock]
     warm = None if get_method(run.get("method_name", run["method"]), run.get("params")).warm_start else 0.0
@@ -189,7 +191,7 @@ def diagnostics(grid: Grid) -> tuple[dict | None, object]:
     """diagnose.aggregate over the finished runs that hold a diagnostics.json (those `exposure
     diagnose` measured; `exposure keep` keeps the file), and the options they were measured with;
     (None, None) when no run has one."""
-    from . import diagnose as dg
+    from .. import diagnose as dg
 
     paths = [p for r in grid.finished
              if (p := rundir.kept(rundir.run_path(grid.dir, r["method"], r["seed"]), rundir.DIAGNOSTICS)).is_file()]
@@ -340,7 +342,7 @@ def matrix(board: dict) -> Matrix:
              Col("steps", "steps / run", "int", COST), Col("train_seconds", "train s / run", "number", COST),
              Col("warm_start_seconds", "warm start s / run", "number", COST)]
     opts = board["diagnostics_options"]
-    from .diagnose import options_from_record
+    from ..diagnose import options_from_record
 
     diag_cols = diagnostic_columns(options_from_record(opts) if opts else None, beams)
     cols += [c for c, *_ in diag_cols]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from ..errors import UserError
+from ..report.summary import outcome_line
 from . import rundir
-from .errors import UserError
-from .report import outcome_line
-from .runner import is_kept
+from .grid import is_kept
 
 
 class Committer:

@@ -27,13 +27,14 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import fileio, rundir, stats
-from .errors import UserError
+from .. import fileio, stats
+from ..errors import UserError
+from ..report.summary import run_seconds
+from ..spec import Spec, method_label
+from . import rundir
 from .commit import Committer
-from .report import run_seconds
-from .runner import is_kept, rebuild_summary, run_spec
+from .grid import is_kept, rebuild_summary, run_spec
 from .rundir import run_path
-from .spec import Spec, method_label
 
 STATUS = "campaign.json"
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .fileio import CODECS
+from ..fileio import CODECS
 
 SPEC = "spec.yaml"
 LAST = "last.pt"
@@ -90,7 +90,7 @@ def run_path(out_dir: Path, label: str, seed: int) -> Path:
 
 def read_wall(directory: Path) -> dict | None:
     """DIRECTORY/wall.json (runner.wall_clock writes it) as {"seconds", "invocations"}, or None."""
-    from . import fileio
+    from .. import fileio
 
     path = Path(directory) / WALL
     if not path.exists():
@@ -104,8 +104,8 @@ def read_log(log: Path) -> list[dict]:
     one-line error naming the file and line."""
     import json
 
-    from . import fileio
-    from .errors import UserError
+    from .. import fileio
+    from ..errors import UserError
 
     entries = []
     for number, line in enumerate(fileio.read_text(log, "training log").splitlines(), start=1):

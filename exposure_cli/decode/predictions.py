@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import fileio
-from .errors import UserError
+from .. import fileio
+from ..errors import UserError
 
 HEADER = ["source", "reference", "prediction"]
 

@@ -20,12 +20,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import fileio, report, rundir, tables
-from .errors import UserError
-from .executors import EXECUTORS, GridDisplay, RunTask
-from .predictions import predictions_text, read_columns
+from .. import fileio
+from ..decode.predictions import predictions_text, read_columns
+from ..errors import UserError
+from ..executors import EXECUTORS, GridDisplay, RunTask
+from ..report import summary as report
+from ..report import tables
+from ..spec import Spec, method_label, spec_from_dict
+from . import rundir
 from .rundir import run_dir_name, run_path
-from .spec import Spec, method_label, spec_from_dict
 
 LOCK = ".exposure.lock"
 
@@ -73,7 +76,7 @@ def check_run_dirs(labels: list[str]) -> None:
 
 def make_tasks(spec: Spec, out_dir: Path, device: torch.device | str, threads: int) -> list[RunTask]:
     """The grid's tasks; `device` may be an option still to resolve on the worker (`auto` with Ray)."""
-    from .methods import get_method
+    from ..methods import get_method
 
     check_run_dirs([method_label(m) for m in spec.methods])
     d = spec.to_dict()
@@ -203,7 +206,7 @@ def run_identity(raw: dict) -> dict:
     (`random_replace` and `random_replace: {prob: 0.5}` are one run) and its seed."""
     from dataclasses import asdict
 
-    from .methods import get_method
+    from ..methods import get_method
 
     raw = {k: v for k, v in raw.items() if k not in ("name", "methods")}
     raw["train"] = {k: v for k, v in (raw.get("train") or {}).items() if k != "seeds"}
@@ -218,7 +221,7 @@ def keep_finished(tasks: list[RunTask], device="cpu", on_finished=None) -> None:
     its task behind hours of training. A run whose outputs fail their checksums is left to the
     executor, which decodes it again. `on_finished` (the campaign's or `run --commit`'s commit) is
     called for each as for a run the executor finished."""
-    from .train import damaged_output
+    from ..train import damaged_output
 
     for t in tasks:
         run = Path(t.dir)
@@ -234,8 +237,8 @@ def reuse_runs(spec: Spec, tasks: list[RunTask], sources: tuple[Path, ...]) -> l
     run directory with its best.pt (an output directory: the whole run, so that a warm start can
     start from it), else from a kept run into the task's keep directory.
     The copy's spec.yaml is this experiment's. Returns each task copied, with a line saying from where."""
-    from .spec import MethodSpec
-    from .train import run_spec_text
+    from ..spec import MethodSpec
+    from ..train import run_spec_text
 
     lines = []
     for t in tasks:
@@ -337,8 +340,8 @@ def is_kept(target: Path) -> bool:
 def finish_run(run: Path, target: Path, device: torch.device | str = "cpu") -> None:
     """What a finished run leaves before its checkpoint may go: its diagnostics (`exposure diagnose`'s
     defaults at the spec's beams, measured now while best.pt exists), then its small outputs in `target`."""
-    from . import diagnose as dg
-    from .generate import load_run_spec
+    from .. import diagnose as dg
+    from ..decode.generate import load_run_spec
 
     if not rundir.kept(run, rundir.DIAGNOSTICS).exists():
         spec, _ = load_run_spec(run)

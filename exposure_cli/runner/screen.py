@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import report, stats
-from .errors import UserError
-from .leaderboard import BASELINE, Grid, load_grid
-from .report import HEADERS, _seed_matrix
-from .tables import Col, Matrix
+from .. import stats
+from ..errors import UserError
+from ..report import summary as report
+from ..report.leaderboard import BASELINE, Grid, load_grid
+from ..report.summary import HEADERS, _seed_matrix
+from ..report.tables import Col, Matrix
 
 METRICS = ("rouge_l", "bleu")
 

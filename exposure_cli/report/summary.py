@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fileio, rundir, stats
-from .errors import UserError
-from .metrics import study_per_example
-from .predictions import read_columns
-from .spec import Spec, method_label
+from .. import fileio, stats
+from ..decode.predictions import read_columns
+from ..errors import UserError
+from ..metrics import study_per_example
+from ..runner import rundir
+from ..spec import Spec, method_label
 
 METRICS = ["rouge_l", "rouge_1", "rouge_2", "bleu"]  # the study's column order
 # Extra columns beside the headline: rouge-score F over jieba words (metrics.word_scores), present

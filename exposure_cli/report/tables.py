@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from . import fileio, paper, rundir
-from .report import HEADERS, METRICS, SECONDS, WORD_METRICS
+from .. import fileio
+from ..runner import rundir
+from . import paper
+from .summary import HEADERS, METRICS, SECONDS, WORD_METRICS
 
 WORD_GROUP = "word-level Rouge (jieba)"
 INTERVAL_NOTE = ("95% interval from the seeds × test-examples variance components (seed-to-seed spread and the "

@@ -7,7 +7,7 @@ map to the article's rows by their registered name, so every variant of a method
 
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 # The order of each tuple: the study's column order (report.METRICS).
 PAPER_METRICS = ("rouge_l", "rouge_1", "rouge_2", "bleu")
