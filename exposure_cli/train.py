@@ -381,6 +381,7 @@ def write_log(run: Run, log, record: dict) -> None:
 def train_epoch(run: Run, report: Report = _no_report) -> None:
     """Train the rest of the current epoch (all of it, unless resuming mid-epoch)."""
     st, t = run.state, run.spec.train
+    stop.check()  # a signal since the last save (the selection's, or the one resumed from) stops here, not a step later
     run.model.train()
     run.epoch_start_rng = run.rng.getstate()
     lengths = [len(ids) for ids, _ in run.train_ex]

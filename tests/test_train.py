@@ -272,18 +272,27 @@ def ray_task_signals(monkeypatch):
     signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.parametrize("lands", ["after the epoch's last step", "in the dev decoding, again in the save"])
+@pytest.mark.parametrize("lands", ["after the epoch's last step", "in the dev decoding, again in the save",
+                                   "after the epoch's selection"])
 def test_a_stop_between_an_epochs_steps_and_its_selection_saves_the_trained_epoch(tmp_path, tiny_spec, monkeypatch,
                                                                                    ray_task_signals, lands):
     """No periodic checkpoint: a signal after epoch 1's last step, or during its dev decoding and
     again while the run saves (Ray re-sends its cancel), leaves last.pt holding the whole trained
     epoch, nothing pending, and the resumed run ends as the uninterrupted one. (Before, the first
-    raised outside any deferred region and the second inside the save: no last.pt at all.)"""
+    raised outside any deferred region and the second inside the save: no last.pt at all.) A signal
+    after the selection stops before epoch 2's first step (before, it trained one step more)."""
     spec, method, cpu = tiny_spec(), MethodSpec("random_replace"), torch.device("cpu")
     run_one(spec, method, 0, tmp_path / "whole", cpu)
     reference = _finished(tmp_path / "whole")
     real_epoch, real_decode, real_save = train_mod.train_epoch, train_mod.decode_texts, train_mod.save_last
-    if lands.startswith("after"):
+    real_select = train_mod.select_on_dev
+    if lands == "after the epoch's selection":
+        def select_on_dev(run, report=train_mod._no_report):
+            dev = real_select(run, report)
+            signal.raise_signal(signal.SIGINT)
+            return dev
+        monkeypatch.setattr(train_mod, "select_on_dev", select_on_dev)
+    elif lands.startswith("after"):
         def train_epoch(run, report=train_mod._no_report):
             real_epoch(run, report)
             signal.raise_signal(signal.SIGINT)
@@ -302,7 +311,8 @@ def test_a_stop_between_an_epochs_steps_and_its_selection_saves_the_trained_epoc
     with pytest.raises(stop.Interrupted):
         run_one(spec, method, 0, d, cpu)
     ck = torch.load(d / "last.pt", weights_only=True)
-    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == (0, 10, 10)
+    where = (1, 0, 10) if lands.endswith("selection") else (0, 10, 10)
+    assert (ck["state"]["epoch"], ck["state"]["batch_in_epoch"], ck["state"]["step"]) == where
     assert not stop.pending()
     monkeypatch.undo()
     run_one(spec, method, 0, d, cpu)
