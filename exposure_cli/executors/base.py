@@ -34,7 +34,7 @@ class RunTask:
     cwd: str = field(default_factory=os.getcwd)  # where the spec's relative data paths point from
     cost: float = 1.0  # relative cost (the method's step cost): parallel executors start the costliest first
     init_from: str | None = None  # a warm start: the run directory whose best.pt this run starts from
-    keep: str | None = None  # where the finished run's small outputs go (runner.finish_run), or None
+    keep: str | None = None  # where the finished run's small outputs go (runner.grid.finish_run), or None
 
 
 def costliest_first(tasks: list[RunTask]) -> list[RunTask]:

@@ -14,7 +14,7 @@ test-examples components (stats.py). The campaign stops when
                  of training, dev selection, test decoding and diagnostics);
 
 and otherwise runs the next block. Every run's small outputs and diagnostics go to KEEP as it
-finishes (runner.finish_run), optionally committed to git one run at a time, and a later campaign
+finishes (runner.grid.finish_run), optionally committed to git one run at a time, and a later campaign
 (here or on another machine with KEEP checked out) continues from KEEP: kept runs are never run
 again, and a block left half-done is finished before anything is decided. KEEP/campaign.json holds
 the state after each decision.

@@ -16,7 +16,7 @@
       failed.json        written instead when the run diverged
       diagnostics.json   `exposure diagnose`'s measures of the run
 
-A kept run (`exposure run --keep`, runner.keep_run) holds metrics.json, spec.yaml, train.jsonl, and
+A kept run (`exposure run --keep`, runner.grid.keep_run) holds metrics.json, spec.yaml, train.jsonl, and
 diagnostics.json and predictions.beam{k}.tsv xz-compressed (`.xz`; runs kept before gzipped them,
 `.gz`): results/ keeps ~200 campaign, screen and leaderboard runs, and those two files are nine
 tenths of a run's bytes, a sixth of it compressed. `kept` finds any form.
@@ -43,7 +43,7 @@ FAILED = "failed.json"
 DIAGNOSTICS = "diagnostics.json"
 CHECKSUMS = "checksums.json"  # sha256 of a finished run's outputs, checked whenever the grid is rerun
 SUMMARY = "summary.json"
-WALL = "wall.json"  # the grid's wall time so far, over every `exposure run` on it (runner.wall_clock)
+WALL = "wall.json"  # the grid's wall time so far, over every `exposure run` on it (runner.grid.wall_clock)
 TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
@@ -89,7 +89,7 @@ def run_path(out_dir: Path, label: str, seed: int) -> Path:
 
 
 def read_wall(directory: Path) -> dict | None:
-    """DIRECTORY/wall.json (runner.wall_clock writes it) as {"seconds", "invocations"}, or None."""
+    """DIRECTORY/wall.json (runner.grid.wall_clock writes it) as {"seconds", "invocations"}, or None."""
     from .. import fileio
 
     path = Path(directory) / WALL
