@@ -44,9 +44,23 @@ def _handler(signum, frame) -> None:
             raise Interrupted(signum)
         _state["pending"] = _state["pending"] or signum  # a repeated SIGTERM (a pool's own clean-up) waits too
         return
+    if _state["outside"] is None and not _state["patient"] and _in_import(frame):
+        # Raised inside a module's import, the interrupt can leave a library half-initialised (numpy
+        # then fails with an ImportError or a RecursionError instead of stopping). Nothing is written
+        # during an import, so the command's own process leaves at once instead.
+        sys.stderr.write(message(128 + signum) + "\n")
+        exit_now(signum)
     if _state["outside"] is not None:
         _state["outside"](signum)
     raise Interrupted(signum)
+
+
+def _in_import(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def install(signals=SIGNALS, outside=None, patient: bool = False) -> None:
