@@ -5,21 +5,14 @@ with 128 + its number and the usual message: nothing has been written yet. Befor
 could land inside numpy's import and end in an ImportError traceback (exit 1). `main()` then
 installs the handling that lets a run save its place (stop.py)."""
 
-import sys
-
 from . import stop
 
 
 def run() -> None:
-    stop.install(outside=_exit_at_start)
+    stop.install(outside=stop.leave)
     from .cli import main
 
     main()
-
-
-def _exit_at_start(signum: int) -> None:
-    sys.stderr.write(stop.message(128 + signum) + "\n")
-    stop.exit_now(signum)
 
 
 if __name__ == "__main__":

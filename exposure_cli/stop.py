@@ -7,7 +7,8 @@ and calls `check()`, which raises `Interrupted`; a second Ctrl-C does not wait. 
 to lose inside it (decoding the dev set) is `interruptible()`: a signal stops it at once, and the save
 that follows is deferred again, so a repeated signal (Ray re-sends its cancel every few seconds)
 waits for it. Elsewhere the signal raises at once: every file is written atomically, so nothing is
-half-written either way. The command exits 128 + the signal's number (130 for Ctrl-C, 143 for
+half-written either way; a signal landing inside a module's import (where raising can leave a library
+half-initialised) leaves the process at once instead. The command exits 128 + the signal's number (130 for Ctrl-C, 143 for
 SIGTERM, the shells' convention) saying how to resume.
 """
 
@@ -48,8 +49,7 @@ def _handler(signum, frame) -> None:
         # Raised inside a module's import, the interrupt can leave a library half-initialised (numpy
         # then fails with an ImportError or a RecursionError instead of stopping). Nothing is written
         # during an import, so the command's own process leaves at once instead.
-        sys.stderr.write(message(128 + signum) + "\n")
-        exit_now(signum)
+        leave(signum)
     if _state["outside"] is not None:
         _state["outside"](signum)
     raise Interrupted(signum)
@@ -124,6 +124,13 @@ def message(code: int) -> str:
     what = "terminated (SIGTERM)" if code == 128 + signal.SIGTERM else "interrupted"
     return (f"{what}: every file written so far is complete and each run in training saved last.pt; "
             "rerun the same command to resume")
+
+
+def leave(signum: int) -> None:
+    """Say the stop's line, then `exit_now`: for a process that has written nothing a stop could lose
+    (the command's start-up, an import under way)."""
+    sys.stderr.write(message(128 + signum) + "\n")
+    exit_now(signum)
 
 
 def exit_now(signum: int) -> None:
